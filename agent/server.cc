@@ -1,0 +1,208 @@
+#include "server.h"
+
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstring>
+#include <httplib.h>
+
+#include "error_mapping.h"
+#include "podidentity/log.h"
+
+namespace podidentity::agent {
+
+struct AgentMetrics {
+  explicit AgentMetrics(MetricsRegistry& registry)
+      : requests(registry.AddCounter("pod_identity_agent_requests_total",
+                                     "Credential requests by HTTP status code and outcome.", {"code", "outcome"})),
+        latency(registry.AddHistogram("pod_identity_agent_request_duration_seconds",
+                                      "Time to answer a credential request.", LatencyBucketsSeconds())),
+        cache(registry.AddCounter("pod_identity_agent_cache_total",
+                                  "Credential cache results: hit, miss_fetched, miss_joined, refreshed, "
+                                  "served_stale_on_error.",
+                                  {"outcome"})),
+        broker_latency(registry.AddHistogram("pod_identity_agent_broker_duration_seconds",
+                                             "Time spent in broker calls (STS or EKS Auth).",
+                                             LatencyBucketsSeconds())),
+        broker_errors(registry.AddCounter("pod_identity_agent_errors_total",
+                                          "Failed credential requests by error code.", {"code"})) {}
+  Family<Counter>& requests;
+  Family<Histogram>& latency;
+  Family<Counter>& cache;
+  Family<Histogram>& broker_latency;
+  Family<Counter>& broker_errors;
+};
+
+namespace {
+
+constexpr int kListenBacklog = 1024;
+
+// Applies what cpp-httplib 0.11.4 gets wrong by default (FIELD-NOTES.md).
+void Tune(httplib::Server& server, const ServerOptions& options, int threads, int* listen_fd) {
+  server.set_tcp_nodelay(true);
+  server.set_keep_alive_max_count(100000);
+  server.set_keep_alive_timeout(options.keep_alive_timeout_seconds);
+  server.set_read_timeout(options.read_timeout_seconds, 0);
+  server.set_write_timeout(options.write_timeout_seconds, 0);
+  server.set_payload_max_length(options.max_body_bytes);
+  // cpp-httplib owns and deletes the queue it gets from this factory.
+  server.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  server.set_socket_options([listen_fd](int fd) {
+    httplib::default_socket_options(fd);
+    *listen_fd = fd;  // the last socket configured before listen() is the listening one
+  });
+}
+
+// Binds host:port (0: ephemeral) and raises the backlog from cpp-httplib's 5.
+int Bind(httplib::Server& server, const ListenAddress& address, const int* listen_fd) {
+  int port = address.port;
+  if (port == 0) {
+    port = server.bind_to_any_port(address.host);
+    if (port <= 0) return -1;
+  } else if (!server.bind_to_port(address.host, port)) {
+    return -1;
+  }
+  if (*listen_fd >= 0) ::listen(*listen_fd, kListenBacklog);
+  return port;
+}
+
+void Json(httplib::Response& response, int status, const std::string& body) {
+  response.status = status;
+  response.set_content(body, "application/json");
+}
+
+}  // namespace
+
+AgentServer::AgentServer(ServerOptions options, CredentialHandler& handler, RateLimiter& limiter,
+                         MetricsRegistry& metrics, std::function<bool()> ready)
+    : options_(std::move(options)),
+      handler_(handler),
+      limiter_(limiter),
+      registry_(metrics),
+      ready_(std::move(ready)),
+      metrics_(std::make_unique<AgentMetrics>(metrics)) {}
+
+AgentServer::~AgentServer() { Stop(); }
+
+Status AgentServer::Start() {
+  auto credentials_route = [this](const httplib::Request& request, httplib::Response& response) {
+    const auto start = std::chrono::steady_clock::now();
+    CredentialResponse answer;
+    if (request.path != "/v1/credentials") {
+      const HttpError error = NotFoundPathError(request.path);
+      answer.status = error.status, answer.body = error.Body(), answer.outcome = error.code;
+    } else if (request.method != "GET") {
+      const HttpError error = MethodNotAllowedError(request.method);
+      answer.status = error.status, answer.body = error.Body(), answer.outcome = error.code;
+      response.set_header("Allow", "GET");
+    } else if (!limiter_.Allow(request.remote_addr)) {
+      const HttpError error = ThrottledError();
+      answer.status = error.status, answer.body = error.Body(), answer.outcome = error.code;
+    } else {
+      CredentialRequest credential_request;
+      credential_request.host = request.get_header_value("Host");
+      credential_request.has_authorization = request.has_header("Authorization");
+      const std::string authorization = request.get_header_value("Authorization");
+      credential_request.authorization = authorization;
+      answer = handler_.Handle(credential_request);
+    }
+    Json(response, answer.status, answer.body);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    metrics_->requests.With({std::to_string(answer.status), answer.outcome}).Inc();
+    metrics_->latency.With({}).Observe(seconds);
+    if (!answer.cache.empty()) metrics_->cache.With({answer.cache}).Inc();
+    if (answer.broker_seconds > 0) metrics_->broker_latency.With({}).Observe(answer.broker_seconds);
+    if (answer.status != 200) metrics_->broker_errors.With({answer.outcome}).Inc();
+    // One line per request; the fields are identities and outcomes, never the token.
+    std::vector<log::Field> fields = std::move(answer.log_fields);
+    fields.emplace_back("method", request.method);
+    fields.emplace_back("path", request.path.substr(0, 128));
+    fields.emplace_back("client", request.remote_addr);
+    fields.emplace_back("status", answer.status);
+    fields.emplace_back("outcome", answer.outcome);
+    fields.emplace_back("cache_hit", answer.cache_hit);
+    if (!answer.cache.empty()) fields.emplace_back("cache", answer.cache);
+    fields.emplace_back("latency_ms", seconds * 1000);
+    log::Write(answer.status == 200 ? log::Level::kInfo : log::Level::kWarn, "credentials request", fields);
+  };
+
+  std::vector<ListenAddress> failed;
+  for (const ListenAddress& address : options_.credentials) {
+    auto server = std::make_unique<httplib::Server>();
+    auto fd = std::make_shared<int>(-1);
+    Tune(*server, options_, options_.threads, fd.get());
+    for (const char* pattern : {".*"}) {
+      server->Get(pattern, credentials_route);
+      server->Post(pattern, credentials_route);
+      server->Put(pattern, credentials_route);
+      server->Delete(pattern, credentials_route);
+      server->Patch(pattern, credentials_route);
+      server->Options(pattern, credentials_route);
+    }
+    const int port = Bind(*server, address, fd.get());
+    if (port < 0) {
+      // An IPv4-only node cannot bind fd00:ec2::23: keep serving the other family.
+      log::Error("cannot listen on a credentials address; the others keep serving",
+                 {{"host", address.host}, {"port", address.port}, {"error", std::string(strerror(errno))}});
+      failed.push_back(address);
+      continue;
+    }
+    bound_credentials_.push_back({address.host, port});
+    log::Info("listening", {{"listener", "credentials"}, {"host", address.host}, {"port", port}});
+    servers_.push_back(std::move(server));
+  }
+  if (bound_credentials_.empty()) {
+    return UnavailableError("could not listen on any credentials address (is the link-local address configured "
+                            "on this node? the chart's init container adds it)");
+  }
+
+  auto probes = std::make_unique<httplib::Server>();
+  auto probe_fd = std::make_shared<int>(-1);
+  Tune(*probes, options_, 2, probe_fd.get());
+  probes->Get("/healthz", [](const httplib::Request&, httplib::Response& response) {
+    Json(response, 200, "{\"status\":\"ok\"}");
+  });
+  probes->Get("/readyz", [this](const httplib::Request&, httplib::Response& response) {
+    const bool ready = ready_ ? ready_() : true;
+    Json(response, ready ? 200 : 503, ready ? "{\"status\":\"ready\"}" : "{\"status\":\"not ready\"}");
+  });
+  probe_port_ = Bind(*probes, options_.probes, probe_fd.get());
+  if (probe_port_ < 0) {
+    return UnavailableError("could not listen on the probe address " + options_.probes.host + ":" +
+                            std::to_string(options_.probes.port));
+  }
+  log::Info("listening", {{"listener", "probes"}, {"host", options_.probes.host}, {"port", probe_port_}});
+  servers_.push_back(std::move(probes));
+
+  auto metrics = std::make_unique<httplib::Server>();
+  auto metrics_fd = std::make_shared<int>(-1);
+  Tune(*metrics, options_, 2, metrics_fd.get());
+  metrics->Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
+    response.set_content(registry_.Render(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  metrics_port_ = Bind(*metrics, options_.metrics, metrics_fd.get());
+  if (metrics_port_ < 0) {
+    return UnavailableError("could not listen on the metrics address " + options_.metrics.host + ":" +
+                            std::to_string(options_.metrics.port));
+  }
+  log::Info("listening", {{"listener", "metrics"}, {"host", options_.metrics.host}, {"port", metrics_port_}});
+  servers_.push_back(std::move(metrics));
+
+  for (auto& server : servers_) {
+    httplib::Server* raw = server.get();
+    threads_.emplace_back([raw] { raw->listen_after_bind(); });
+  }
+  return Status::Ok();
+}
+
+void AgentServer::Stop() {
+  // stop() closes the listening socket; listen_after_bind() returns once the worker
+  // pool has finished the requests in flight.
+  for (auto& server : servers_) server->stop();
+  for (auto& thread : threads_) {
+    if (thread.joinable()) thread.join();
+  }
+  threads_.clear();
+}
+
+}  // namespace podidentity::agent

@@ -1,0 +1,76 @@
+// The agent's HTTP side: the credentials listeners (one per served address, plain HTTP
+// on the link-local addresses, as EKS's agent), the probe listener (/healthz, /readyz)
+// and the metrics listener (/metrics). cpp-httplib's defaults are unsafe for a server
+// (see ../shared/FIELD-NOTES.md); every listener is tuned here.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "credential_handler.h"
+#include "podidentity/metrics.h"
+#include "podidentity/status.h"
+#include "rate_limiter.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace podidentity::agent {
+
+struct ListenAddress {
+  std::string host;  // an IP literal, without brackets
+  int port = 0;      // 0: ephemeral (tests)
+};
+
+struct ServerOptions {
+  std::vector<ListenAddress> credentials;  // the served addresses
+  ListenAddress probes;                    // /healthz, /readyz
+  ListenAddress metrics;                   // /metrics
+  int threads = 16;                        // per credentials listener
+  int read_timeout_seconds = 5;
+  int write_timeout_seconds = 5;
+  int keep_alive_timeout_seconds = 30;
+  size_t max_body_bytes = 4096;  // GET requests carry no body
+};
+
+struct AgentMetrics;  // defined in server.cc
+
+// Thread-safety: Start/Stop from one thread; handlers run on cpp-httplib's pools.
+class AgentServer {
+ public:
+  AgentServer(ServerOptions options, CredentialHandler& handler, RateLimiter& limiter, MetricsRegistry& metrics,
+              std::function<bool()> ready);
+  ~AgentServer();
+
+  // Binds every listener. A credentials address that cannot be bound (an IPv4-only
+  // node has no fd00:ec2::23) is logged and skipped, the others keep serving; it is an
+  // error only when no credentials address, or the probe or metrics port, can be bound.
+  Status Start();
+  // Stops accepting, lets in-flight requests finish, joins the listener threads.
+  void Stop();
+
+  // The ports actually bound (after Start), for ephemeral ports in tests.
+  std::vector<ListenAddress> bound_credentials() const { return bound_credentials_; }
+  int probe_port() const { return probe_port_; }
+  int metrics_port() const { return metrics_port_; }
+
+ private:
+  ServerOptions options_;
+  CredentialHandler& handler_;
+  RateLimiter& limiter_;
+  MetricsRegistry& registry_;
+  std::function<bool()> ready_;
+  std::unique_ptr<AgentMetrics> metrics_;
+  std::vector<std::unique_ptr<httplib::Server>> servers_;
+  std::vector<std::thread> threads_;
+  std::vector<ListenAddress> bound_credentials_;
+  int probe_port_ = 0;
+  int metrics_port_ = 0;
+};
+
+}  // namespace podidentity::agent
