@@ -300,6 +300,14 @@ test("invalid values fail with a message naming the value", () => {
   assert.match(bad.stderr, /certificates.mode must be/);
   const broker = helm(["template", RELEASE, chart, "--set", "agent.broker=imds"], { allowFailure: true });
   assert.match(broker.stderr, /agent.broker must be/);
+  const policy = helm(["template", RELEASE, chart, "--set", "webhook.failurePolicy=Sometimes"], { allowFailure: true });
+  assert.notEqual(policy.status, 0);
+  assert.match(policy.stderr, /failurePolicy/);
+  const arn = helm(["template", RELEASE, chart, "--set", "associations[0].namespace=a",
+                    "--set", "associations[0].serviceAccount=b", "--set", "associations[0].roleArn=arn:aws:iam::1:user/x"],
+                   { allowFailure: true });
+  assert.notEqual(arn.status, 0);
+  assert.match(arn.stderr, /roleArn/);
 });
 
 // Generated key material differs on every render; everything else must not.
