@@ -40,9 +40,13 @@ function helm(args, { allowFailure = false } = {}) {
   return result;
 }
 
+// One scratch directory for the whole run, removed at exit.
+const scratch = mkdtempSync(path.join(tmpdir(), "chart-test-"));
+process.on("exit", () => rmSync(scratch, { recursive: true, force: true }));
+let valuesFiles = 0;
+
 function writeValues(values) {
-  const dir = mkdtempSync(path.join(tmpdir(), "chart-values-"));
-  const file = path.join(dir, "values.yaml");
+  const file = path.join(scratch, `values-${valuesFiles++}.yaml`);
   writeFileSync(file, YAML.stringify(values));
   return file;
 }
@@ -74,7 +78,7 @@ function openssl(args, input) {
 }
 
 function checkServingCertificate(caPem, certPem, webhookName) {
-  const dir = mkdtempSync(path.join(tmpdir(), "chart-certs-"));
+  const dir = mkdtempSync(path.join(scratch, "certs-"));
   try {
     writeFileSync(path.join(dir, "ca.pem"), caPem);
     writeFileSync(path.join(dir, "tls.pem"), certPem);
@@ -218,7 +222,7 @@ test("cert-manager mode: Issuer, Certificate with the four SANs, CA injection an
 });
 
 test("existing Secret mode: the given Secret and caBundle are used; missing values fail clearly", () => {
-  const dir = mkdtempSync(path.join(tmpdir(), "chart-existing-"));
+  const dir = mkdtempSync(path.join(scratch, "existing-"));
   execFileSync(path.resolve(here, "../../certs/generate"),
                ["--service", `${RELEASE}-webhook`, "--namespace", NAMESPACE, "--out", dir], { stdio: "pipe" });
   const caBundle = Buffer.from(readFileSync(path.join(dir, "ca.crt"))).toString("base64");
