@@ -15,7 +15,9 @@ namespace podidentity::agent {
 
 struct HttpError {
   int status = 500;
-  std::string code;     // stable: "InvalidToken", "NoAssociation", "AccessDenied", ...
+  // Stable snake_case cause: the exchange's reason ("token_expired", "no_association",
+  // "broker_access_denied", ...) or the server's ("missing_token", "wrong_host", ...).
+  std::string code;
   std::string message;  // what was wrong, for the pod's SDK error message
   std::string Body() const;  // {"code":...,"message":...}
 };

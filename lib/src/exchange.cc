@@ -9,10 +9,10 @@ namespace {
 // another caller's upstream call, or the cache turned the answer into an error).
 std::string ReasonForCode(StatusCode code) {
   switch (code) {
-    case StatusCode::kPermissionDenied: return "AccessDenied";
-    case StatusCode::kUnauthenticated: return "InvalidToken";
-    case StatusCode::kResourceExhausted: return "Throttling";
-    case StatusCode::kNotFound: return "ResourceNotFound";
+    case StatusCode::kPermissionDenied: return "broker_access_denied";
+    case StatusCode::kUnauthenticated: return "broker_invalid_token";
+    case StatusCode::kResourceExhausted: return "broker_throttled";
+    case StatusCode::kNotFound: return "broker_not_found";
     case StatusCode::kDeadlineExceeded: return "broker_timeout";
     case StatusCode::kUnavailable: return "broker_unavailable";
     default: return "broker_error";

@@ -32,7 +32,7 @@ struct PodIdentity {
 // association; kPermissionDenied: the broker denied the role; kResourceExhausted:
 // throttled; kUnavailable / kDeadlineExceeded / kInternal: broker failures) and
 // `reason` a stable snake_case name (e.g. "token_expired", "no_association",
-// "AccessDenied"). Messages never contain the token or any credential.
+// "broker_access_denied"). Messages never contain the token or any credential.
 struct ExchangeError {
   Status status;
   std::string reason;
