@@ -1,3 +1,4 @@
+#include <charconv>
 #include "podidentity/metrics.h"
 
 #include <cmath>
@@ -14,9 +15,11 @@ void AtomicAdd(std::atomic<double>& a, double by) {
 
 std::string FormatDouble(double v) {
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  if (std::isnan(v)) return "NaN";
+  // Shortest text that reads back as the same double: 0.00025, not 0.00025000000000000001.
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
+  const auto result = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, result.ptr);
 }
 
 std::string EscapeLabelValue(const std::string& v) {
