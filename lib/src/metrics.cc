@@ -1,6 +1,6 @@
-#include <charconv>
 #include "podidentity/metrics.h"
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 
