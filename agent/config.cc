@@ -27,6 +27,9 @@ Status AgentConfig::Validate() const {
   }
   if (reload_interval_ms < 100) return InvalidArgumentError("--reload-interval-ms must be at least 100");
   if (max_cache_size < 1) return InvalidArgumentError("--max-cache-size must be at least 1");
+  if (max_retention_seconds < 1) {
+    return InvalidArgumentError("--max-credential-retention-before-renewal must be at least 1s");
+  }
   if (rate_limit < 0 || rate_burst < 1) return InvalidArgumentError("--rate-limit >= 0 and --rate-burst >= 1");
   if (audience.empty()) return InvalidArgumentError("--audience must not be empty");
   const int sources = !jwks_file.empty() + !jwks_url.empty() + !token_review_url.empty();
@@ -65,7 +68,8 @@ void AgentConfig::LogSettings() const {
                          {"region", region},
                          {"sts_endpoint", sts_endpoint},
                          {"eks_auth_endpoint", eks_auth_endpoint},
-                         {"max_cache_size", static_cast<int64_t>(max_cache_size)}});
+                         {"max_cache_size", static_cast<int64_t>(max_cache_size)},
+                         {"max_retention_seconds", max_retention_seconds}});
 }
 
 ServerOptions AgentConfig::ToServerOptions() const {

@@ -49,6 +49,9 @@ struct AgentConfig {
   std::string upstream_ca_file;      // --upstream-ca-file: extra CA for STS/EKS Auth (tests)
   // Cache.
   size_t max_cache_size = 2000;      // --max-cache-size
+  // --max-credential-retention-before-renewal (EKS's flag): cached credentials are
+  // renewed at fetch time + min(lifetime / 2, this).
+  int max_retention_seconds = 3 * 60 * 60;
   std::string log_level = "info";    // --log-level
 
   // Checks the combination of flags; the error names the flag.

@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,21 @@ std::vector<std::string> SplitList(const std::string& text) {
     start = comma + 1;
   }
   return out;
+}
+
+// "3h", "30m", "90s" or plain seconds; nullopt when malformed.
+std::optional<int> ParseDurationSeconds(const std::string& text) {
+  if (text.empty() || text.size() > 9) return std::nullopt;
+  int unit = 1;
+  std::string digits = text;
+  switch (text.back()) {
+    case 'h': unit = 3600, digits.pop_back(); break;
+    case 'm': unit = 60, digits.pop_back(); break;
+    case 's': digits.pop_back(); break;
+    default: break;
+  }
+  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  return std::stoi(digits) * unit;
 }
 
 int StartupError(std::string_view what, const pi::Status& status) {
@@ -94,6 +110,10 @@ int main(int argc, char** argv) {
   app.add_option("--endpoint", config.eks_auth_endpoint, "EKS Auth endpoint override");
   app.add_option("--upstream-ca-file", config.upstream_ca_file, "Extra CA bundle for the STS / EKS Auth endpoint");
   app.add_option("--max-cache-size", config.max_cache_size, "Credential cache entries")->capture_default_str();
+  std::string max_retention = "3h";
+  app.add_option("--max-credential-retention-before-renewal", max_retention,
+                 "Renew cached credentials at most this long after fetching them (e.g. 3h, 30m, 90s)")
+      ->capture_default_str();
   app.add_option("--log-level", config.log_level, "debug, info, warn or error")->capture_default_str();
 
   std::string link = "pod-id-link";
@@ -126,6 +146,12 @@ int main(int argc, char** argv) {
   }
 
   config.bind_hosts = SplitList(bind_hosts);
+  if (std::optional<int> seconds = ParseDurationSeconds(max_retention)) {
+    config.max_retention_seconds = *seconds;
+  } else {
+    std::fprintf(stderr, "--max-credential-retention-before-renewal: a duration such as 3h, 30m or 90s\n");
+    return 2;
+  }
   if (config.region.empty()) {
     if (const char* region = std::getenv("AWS_REGION")) config.region = region;
   }
@@ -178,6 +204,7 @@ int main(int argc, char** argv) {
 
   pi::CredentialCacheOptions cache_options;
   cache_options.max_entries = config.max_cache_size;
+  cache_options.max_retention = std::chrono::seconds(config.max_retention_seconds);
   pi::CredentialCache cache(clock, cache_options);
   pi::ExchangeOptions exchange_options;
   exchange_options.require_association = config.broker == "sts" || associations != nullptr;

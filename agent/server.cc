@@ -45,6 +45,16 @@ void Tune(httplib::Server& server, const ServerOptions& options, int threads, in
   server.set_read_timeout(options.read_timeout_seconds, 0);
   server.set_write_timeout(options.write_timeout_seconds, 0);
   server.set_payload_max_length(options.max_body_bytes);
+  // Requests cpp-httplib rejects itself (headers over 8 KiB, malformed request lines,
+  // bodies over the limit) get the same JSON error shape as ours.
+  server.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request&, httplib::Response& response) {
+    if (!response.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    const std::string code = response.status == 413 ? "body_too_large" : "bad_request";
+    response.set_content("{\"code\":\"" + code + "\",\"message\":\"the request was rejected before it was read (" +
+                             std::to_string(response.status) + "); headers are limited to 8 KiB\"}",
+                         "application/json");
+    return httplib::Server::HandlerResponse::Handled;
+  }));
   // cpp-httplib owns and deletes the queue it gets from this factory.
   server.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   server.set_socket_options([listen_fd](int fd) {

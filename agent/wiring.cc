@@ -16,6 +16,8 @@
 namespace podidentity::agent {
 namespace {
 
+constexpr size_t kMaxTokenBytes = 6 * 1024;
+
 // Names a broker failure for logs, metrics and the error body: "broker_" + the category,
 // with the upstream's own code (e.g. "AccessDenied") kept in the message.
 std::string BrokerReason(StatusCode code) {
@@ -133,12 +135,17 @@ StatusOr<std::unique_ptr<Wiring>> Wiring::Create(const AgentConfig& config, cons
     JwtVerifierOptions options;
     options.issuer = config.issuer;
     options.audience = config.audience;
+    // cpp-httplib refuses requests whose headers exceed 8 KiB before the handler runs;
+    // a limit below that gives oversized tokens their own reason code. Projected
+    // service-account tokens are 1-2 KiB.
+    options.max_token_bytes = kMaxTokenBytes;
     wiring->token_verifier_ = std::make_unique<JwtVerifier>(*wiring->jwks_, clock, options);
   } else {
     TokenReviewVerifierOptions options;
     options.url = config.token_review_url;
     options.audience = config.audience;
     options.bearer_token_file = config.api_token_file;
+    options.max_token_bytes = kMaxTokenBytes;
     wiring->token_verifier_ = std::make_unique<TokenReviewVerifier>(*wiring->api_http_, clock, options);
   }
   wiring->pod_verifier_ = std::make_unique<PodTokenVerifierAdapter>(*wiring->token_verifier_);
