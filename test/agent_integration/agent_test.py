@@ -388,6 +388,7 @@ class CacheTest(AgentTestCase):
         with concurrent.futures.ThreadPoolExecutor(max_workers=100) as pool:
             results = list(pool.map(lambda _: self.agent.get(token), range(100)))
         self.assertEqual({r[0] for r in results}, {200})
+        self.assertEqual(len(self.sts.requests()), 1, [r["params"]["RoleSessionName"] for r in self.sts.requests()][:5])
         self.assertEqual(len({r[2]["AccessKeyId"] for r in results}), 1)
         self.assertEqual(len(self.sts.requests()), 1)
 
