@@ -104,6 +104,8 @@ class Process:
         return wait_until(check, what)
 
     def stop(self):
+        if self.proc.stdout.closed:
+            return self.proc.returncode
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -112,6 +114,7 @@ class Process:
                 self.proc.kill()
                 self.proc.wait()
         self.thread.join(timeout=5)
+        self.proc.stdout.close()
         return self.proc.returncode
 
 
