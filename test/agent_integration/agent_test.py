@@ -30,6 +30,7 @@ import urllib.request
 HERE = pathlib.Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent
 AGENT_BIN = os.environ.get("AGENT_BIN", str(REPO_ROOT / "build" / "gcc" / "agent" / "pod-identity-agent"))
+TEST_STS_DIR = REPO_ROOT / "test" / "peers" / "test-sts"
 MINT_TOKEN = os.environ.get("MINT_TOKEN", str(REPO_ROOT / "build" / "gcc" / "test" / "tools" / "mint-token"))
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 AUDIENCE = "pods.eks.amazonaws.com"
@@ -119,27 +120,54 @@ class Process:
 
 
 class TestSts:
+    """The SigV4-verifying test STS (test/peers/test-sts/server.mjs), seen through the
+    shapes these tests use: AssumeRole records with STS's parameter names, and faults."""
+
+    FAULT_NAMES = {"throttle": "throttleNext", "fail": "errorNext", "delayMs": "delayMs",
+                   "denyRoles": "denyRoleArns", "lifetimeSeconds": "credentialLifetimeSeconds"}
+
     def __init__(self):
-        self.process = Process(["node", str(HERE / "sts_server.mjs")],
-                               env={**os.environ, "STS_ACCESS_KEYS": f"{AGENT_KEY_ID}:{AGENT_SECRET}"})
+        self.process = Process(["node", str(TEST_STS_DIR / "server.mjs")],
+                               env={**os.environ, "TEST_STS_KEYS": f"{AGENT_KEY_ID}={AGENT_SECRET}"})
         self.port = self.process.wait_for(lambda l: "port" in l, "the test STS to listen")["port"]
         self.endpoint = f"http://127.0.0.1:{self.port}"
 
     def _call(self, method, path, body=None):
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.endpoint + path, data=data, method=method)
+        request = urllib.request.Request(self.endpoint + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as response:
             text = response.read().decode()
             return json.loads(text) if text else None
 
+    @staticmethod
+    def _normalize(record):
+        parsed = record.get("parsed") or {}
+        params = record.get("params") or {}
+        return {
+            "action": record.get("action"),
+            "accessKeyId": record.get("accessKeyId"),
+            "issuedAccessKeyId": record.get("issuedAccessKeyId"),
+            "signatureValid": (record.get("error") or {}).get("code") not in
+                              ("SignatureDoesNotMatch", "IncompleteSignature", "InvalidClientTokenId"),
+            "params": {
+                "RoleArn": parsed.get("roleArn", params.get("RoleArn")),
+                "RoleSessionName": parsed.get("roleSessionName", params.get("RoleSessionName")),
+                "Policy": parsed.get("policy") or None,
+                "Tags": [{"Key": t["key"], "Value": t["value"]} for t in parsed.get("tags", [])],
+                "TransitiveTagKeys": parsed.get("transitiveTagKeys", []),
+            },
+        }
+
     def requests(self, action="AssumeRole"):
-        return [r for r in self._call("GET", "/_requests") if action is None or r.get("action") == action]
+        records = [r for r in self._call("GET", "/_requests") if r.get("kind") == "sts" or action is None]
+        return [self._normalize(r) for r in records if action is None or r.get("action") == action]
 
     def reset(self):
         self._call("POST", "/_reset", {})
 
     def faults(self, **faults):
-        self._call("POST", "/_faults", faults)
+        self._call("POST", "/_faults", {self.FAULT_NAMES[k]: v for k, v in faults.items()})
 
 
 class Keys:
@@ -242,7 +270,7 @@ class AgentTestCase(unittest.TestCase):
                     "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
                     "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
                     "AWS_EC2_METADATA_DISABLED": "true", "STS_ENDPOINT": self.sts.endpoint,
-                    "NODE_NO_WARNINGS": "1"})
+                    "NODE_NO_WARNINGS": "1", "AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED": "true"})
         env.update(extra or {})
         return env
 
@@ -256,7 +284,7 @@ class SdkClientsTest(AgentTestCase):
 
     def test_javascript_sdk_default_chain(self):
         env = self.pod_env(self.keys.mint())
-        result = subprocess.run(["node", str(HERE / "sdk_client.mjs")], env=env, capture_output=True, text=True, timeout=120)
+        result = subprocess.run(["node", str(TEST_STS_DIR / "client.mjs")], env=env, capture_output=True, text=True, timeout=120)
         self.assertEqual(result.returncode, 0, result.stderr)
         identity = json.loads(result.stdout)
         self.assert_role_identity(identity)

@@ -152,7 +152,7 @@ class RequestPathTest(unittest.TestCase):
                         "AWS_REGION": "us-east-1", "AWS_CONFIG_FILE": "/nonexistent",
                         "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true",
                         "STS_ENDPOINT": sts.endpoint, "NODE_NO_WARNINGS": "1"})
-        result = subprocess.run(["node", str(REPO_ROOT / "test" / "agent_integration" / "sdk_client.mjs")],
+        result = subprocess.run(["node", str(agent_test.TEST_STS_DIR / "client.mjs")],
                                 env=pod_env, capture_output=True, text=True, timeout=120)
         self.assertEqual(result.returncode, 0, result.stderr + "\n".join(agent.output()[-10:]))
         identity = json.loads(result.stdout)

@@ -4,5 +4,4 @@ WORKDIR /sts
 COPY test/peers/test-sts/package.json test/peers/test-sts/package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 COPY test/peers/test-sts/ ./
-ENV STS_HOST=0.0.0.0 STS_PORT=8080
-ENTRYPOINT ["node", "server.mjs"]
+ENTRYPOINT ["node", "server.mjs", "--host", "0.0.0.0", "--port", "8080"]
