@@ -1,34 +1,24 @@
 #include "agent_credentials.h"
 
-#include <cstdlib>
-#include <optional>
+#include "podidentity/log.h"
 
 namespace podidentity::agent {
-namespace {
 
-// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, read once at start (the
-// chart passes them from a Secret as environment variables). Thread-safe (immutable).
-std::optional<AwsCredentials> FromEnvironment() {
-  const char* id = std::getenv("AWS_ACCESS_KEY_ID");
-  const char* secret = std::getenv("AWS_SECRET_ACCESS_KEY");
-  if (id == nullptr || secret == nullptr || *id == '\0' || *secret == '\0') return std::nullopt;
-  AwsCredentials credentials;
-  credentials.access_key_id = id;
-  credentials.secret_access_key = secret;
-  if (const char* token = std::getenv("AWS_SESSION_TOKEN")) credentials.session_token = token;
-  return credentials;
-}
-
-}  // namespace
-
-StatusOr<std::unique_ptr<AwsCredentialsProvider>> MakeAgentCredentials(HttpClient& /*http*/, const Clock& /*clock*/,
-                                                                       const std::string& /*region*/) {
-  if (std::optional<AwsCredentials> credentials = FromEnvironment()) {
-    return std::unique_ptr<AwsCredentialsProvider>(std::make_unique<StaticCredentialsProvider>(*credentials));
+StatusOr<std::unique_ptr<AwsCredentialsProvider>> MakeAgentCredentials(HttpClient& http, const Clock& clock,
+                                                                       const std::string& region) {
+  DefaultChainOptions options;
+  options.web_identity.region = region;
+  std::unique_ptr<AwsCredentialsProvider> chain = MakeDefaultCredentialsChain(http, clock, ProcessEnvironment(), options);
+  // Resolve once at start so a misconfiguration shows in the first log lines. Not
+  // fatal: IMDS or a rotated Secret may answer later, and until then requests get 503.
+  StatusOr<AwsCredentials> first = chain->GetCredentials();
+  if (first.ok()) {
+    log::Info("agent AWS credentials resolved", {{"access_key_id_prefix", first->access_key_id.substr(0, 4)}});
+  } else {
+    log::Warn("agent AWS credentials not available yet; credential requests will fail with 503 until they are",
+              {{"error", first.status().message()}});
   }
-  return FailedPreconditionError(
-      "no AWS credentials for the agent: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (the chart's "
-      "agent.awsCredentials.existingSecret)");
+  return chain;
 }
 
 }  // namespace podidentity::agent
