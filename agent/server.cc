@@ -109,10 +109,12 @@ Status AgentServer::Start() {
       const HttpError error = ThrottledError();
       answer.status = error.status, answer.body = error.Body(), answer.outcome = error.code;
     } else {
-      CredentialRequest credential_request;
-      credential_request.host = request.get_header_value("Host");
-      credential_request.has_authorization = request.has_header("Authorization");
+      // get_header_value returns a copy: keep it alive while the views below are used.
+      const std::string host = request.get_header_value("Host");
       const std::string authorization = request.get_header_value("Authorization");
+      CredentialRequest credential_request;
+      credential_request.host = host;
+      credential_request.has_authorization = request.has_header("Authorization");
       credential_request.authorization = authorization;
       answer = handler_.Handle(credential_request);
     }
