@@ -9,6 +9,10 @@
 namespace podidentity::webhook {
 namespace {
 
+// Every pointer in an error about the pod is prefixed with this, so the message
+// points into the AdmissionReview the caller sent.
+constexpr std::string_view kObjectPointer = "/request/object";
+
 std::string_view View(const rapidjson::Value& v) { return {v.GetString(), v.GetStringLength()}; }
 
 const rapidjson::Value* Member(const rapidjson::Value& object, std::string_view key) {
@@ -20,11 +24,11 @@ const rapidjson::Value* Member(const rapidjson::Value& object, std::string_view 
 struct PodIdentity {
   std::string namespace_name;
   std::string service_account;
-  std::string pod_name;  // metadata.name, else metadata.generateName
+  std::string pod_name;  // metadata.name, else metadata.generateName, else request.name
 };
 
-// An optional string field of the pod: absent or null -> "", anything else but a
-// string is an error naming the pointer (the API server would never send it).
+// An optional string field of the pod: absent or null -> "", anything but a string is
+// an error naming the pointer (the API server never sends such a pod).
 Status OptionalPodString(const rapidjson::Value* parent, std::string_view key, std::string_view pointer,
                          std::string& out) {
   out.clear();
@@ -46,8 +50,10 @@ Status OptionalPodObject(const rapidjson::Value& pod, std::string_view key, std:
   return Status::Ok();
 }
 
-StatusOr<PodIdentity> IdentifyPod(const rapidjson::Value& pod, const AdmissionRequest& request) {
-  PodIdentity id;
+// Refines `id` (filled from the request) with what the pod says, as far as the pod
+// allows, so even an invalid pod is logged with what is known about it. `pod` must be
+// an object.
+Status IdentifyPod(const rapidjson::Value& pod, PodIdentity& id) {
   const rapidjson::Value* metadata = nullptr;
   const rapidjson::Value* spec = nullptr;
   Status s = OptionalPodObject(pod, "metadata", "/request/object/metadata", metadata);
@@ -56,69 +62,56 @@ StatusOr<PodIdentity> IdentifyPod(const rapidjson::Value& pod, const AdmissionRe
 
   // Pods created by controllers often carry no namespace of their own: the request's
   // namespace (the URL's) is where the pod is created.
-  if (s = OptionalPodString(metadata, "namespace", "/request/object/metadata/namespace", id.namespace_name);
-      !s.ok()) {
-    return s;
-  }
-  if (id.namespace_name.empty()) id.namespace_name = request.namespace_name;
+  std::string value;
+  if (s = OptionalPodString(metadata, "namespace", "/request/object/metadata/namespace", value); !s.ok()) return s;
+  if (!value.empty()) id.namespace_name = std::move(value);
 
-  if (s = OptionalPodString(metadata, "name", "/request/object/metadata/name", id.pod_name); !s.ok()) return s;
-  if (id.pod_name.empty()) {
-    if (s = OptionalPodString(metadata, "generateName", "/request/object/metadata/generateName", id.pod_name);
-        !s.ok()) {
+  if (s = OptionalPodString(metadata, "name", "/request/object/metadata/name", value); !s.ok()) return s;
+  if (value.empty()) {
+    if (s = OptionalPodString(metadata, "generateName", "/request/object/metadata/generateName", value); !s.ok()) {
       return s;
     }
   }
-  if (id.pod_name.empty()) id.pod_name = request.name;
+  if (!value.empty()) id.pod_name = std::move(value);
 
   // As Kubernetes' v1 -> internal conversion: serviceAccountName wins, the deprecated
   // serviceAccount alias is used when it is empty, and a pod naming neither runs as
   // "default" (the ServiceAccount admission plugin sets it, but it may be disabled).
-  if (s = OptionalPodString(spec, "serviceAccountName", "/request/object/spec/serviceAccountName",
-                            id.service_account);
-      !s.ok()) {
+  if (s = OptionalPodString(spec, "serviceAccountName", "/request/object/spec/serviceAccountName", value); !s.ok()) {
     return s;
   }
-  if (id.service_account.empty()) {
-    if (s = OptionalPodString(spec, "serviceAccount", "/request/object/spec/serviceAccount", id.service_account);
-        !s.ok()) {
+  if (value.empty()) {
+    if (s = OptionalPodString(spec, "serviceAccount", "/request/object/spec/serviceAccount", value); !s.ok()) {
       return s;
     }
   }
-  if (id.service_account.empty()) id.service_account = std::string(kDefaultServiceAccount);
-  return id;
+  id.service_account = value.empty() ? std::string(kDefaultServiceAccount) : std::move(value);
+  return Status::Ok();
 }
 
-// A 4xx answer: {"error": "..."}. The API server treats it as a failed webhook call
-// (failurePolicy decides), which is right for a body that is not a usable request.
-AdmissionOutcome Rejection(const Status& status, std::string outcome, const AdmissionRequest* request,
-                           const PodIdentity* id) {
+// A 400 answer: {"error": "..."}. The API server treats it as a failed webhook call
+// (failurePolicy decides), which is right for a body that is not an AdmissionReview:
+// there is no uid to answer to.
+AdmissionOutcome BadRequest(const Status& status) {
   AdmissionOutcome out;
   out.http_status = 400;
-  out.outcome = std::move(outcome);
+  out.outcome = "bad_request";
   out.body = "{\"error\":";
   AppendJsonString(out.body, status.message());
   out.body += '}';
-  if (request != nullptr) out.log_fields.emplace_back("uid", request->uid);
-  if (id != nullptr) {
-    out.log_fields.emplace_back("namespace", id->namespace_name);
-    out.log_fields.emplace_back("pod", id->pod_name);
-    out.log_fields.emplace_back("serviceAccount", id->service_account);
-  }
   out.log_fields.emplace_back("outcome", out.outcome);
-  // Messages name a JSON pointer and quote at most a short, length-limited
+  // The parser's messages name a JSON pointer and quote at most a short, length-limited
   // apiVersion/kind/operation: never a pod's field values.
   out.log_fields.emplace_back("error", status.message());
   return out;
 }
 
-AdmissionResponse ResponseFor(const AdmissionRequest& request) {
-  AdmissionResponse response;
-  response.api_version = request.api_version;
-  response.kind = request.kind;
-  response.uid = request.uid;
-  response.allowed = true;
-  return response;
+bool IsPodCreate(const AdmissionRequest& request) {
+  // Only pods themselves in core/v1: not pods/ephemeralcontainers, pods/binding, ...
+  // nor a custom resource that happens to be named "Pod".
+  return request.object_kind.group.empty() && request.object_kind.version == "v1" &&
+         request.object_kind.kind == "Pod" && request.resource.group.empty() && request.resource.resource == "pods" &&
+         request.sub_resource.empty();
 }
 
 }  // namespace
@@ -126,73 +119,90 @@ AdmissionResponse ResponseFor(const AdmissionRequest& request) {
 AdmissionOutcome HandleAdmission(std::string_view body, const AssociationIndex* associations,
                                  const MutationSettings& settings, Random& random) {
   StatusOr<AdmissionRequest> parsed = ParseAdmissionReview(body);
-  if (!parsed.ok()) return Rejection(parsed.status(), "bad_request", nullptr, nullptr);
+  if (!parsed.ok()) return BadRequest(parsed.status());
   const AdmissionRequest& request = *parsed;
 
+  // From here on the answer is always a 200 AdmissionReview for this uid: anything
+  // we do not inject into is allowed unchanged, never blocked.
+  AdmissionResponse response;
+  response.api_version = request.api_version;
+  response.kind = request.kind;
+  response.uid = request.uid;
+  response.allowed = true;
+
   AdmissionOutcome out;
-  AdmissionResponse response = ResponseFor(request);
   PodIdentity id{request.namespace_name, "", request.name};
   int containers_patched = 0;
-  std::string conflict;
+  std::string error;     // invalid_pod: what is wrong (a pointer, never a value)
+  std::string conflict;  // conflict: what collides with our injection
 
-  auto finish = [&](std::string outcome) {
-    out.outcome = std::move(outcome);
+  auto finish = [&](std::string_view outcome) {
+    out.http_status = 200;
+    out.outcome = std::string(outcome);
     out.patch_operations = static_cast<int>(response.patch.size());
     out.body = SerializeAdmissionResponse(response);
     out.log_fields.emplace_back("uid", request.uid);
     out.log_fields.emplace_back("namespace", id.namespace_name);
     out.log_fields.emplace_back("pod", id.pod_name);
-    out.log_fields.emplace_back("serviceAccount", id.service_account);
+    out.log_fields.emplace_back("service_account", id.service_account);
     out.log_fields.emplace_back("outcome", out.outcome);
-    out.log_fields.emplace_back("containersPatched", containers_patched);
-    out.log_fields.emplace_back("patchOperations", out.patch_operations);
+    out.log_fields.emplace_back("containers_patched", containers_patched);
+    out.log_fields.emplace_back("patch_operations", out.patch_operations);
+    if (request.dry_run) out.log_fields.emplace_back("dry_run", true);
+    if (!error.empty()) out.log_fields.emplace_back("error", error);
     if (!conflict.empty()) out.log_fields.emplace_back("conflict", conflict);
     return std::move(out);
   };
 
   if (request.operation != "CREATE") return finish("skipped_operation");
-  // Only pods themselves: not pods/ephemeralcontainers, pods/binding, ... nor any
-  // other kind that happens to be named "Pod".
-  if (request.object_kind.kind != "Pod" || !request.object_kind.group.empty() ||
-      request.resource.resource != "pods" || !request.resource.group.empty() || !request.sub_resource.empty()) {
-    return finish("skipped_kind");
-  }
+  if (!IsPodCreate(request)) return finish("skipped_kind");
+
+  // The API server always sends the pod it is creating; a request without a usable
+  // one is allowed unchanged (blocking it would not make it injectable) and logged.
   if (request.object == nullptr) {
-    return Rejection(InvalidArgumentError("/request/object: required object for CREATE of a Pod"), "bad_request",
-                     &request, nullptr);
+    error = std::string(kObjectPointer) + ": required object";
+    return finish(OutcomeName(MutationResult::Outcome::kInvalidPod));
   }
-  StatusOr<PodIdentity> identified = IdentifyPod(*request.object, request);
-  if (!identified.ok()) return Rejection(identified.status(), "bad_request", &request, nullptr);
-  id = std::move(identified).value();
+  if (!request.object->IsObject()) {
+    error = std::string(kObjectPointer) + ": must be an object";
+    return finish(OutcomeName(MutationResult::Outcome::kInvalidPod));
+  }
+  if (Status s = IdentifyPod(*request.object, id); !s.ok()) {
+    error = s.message();
+    return finish(OutcomeName(MutationResult::Outcome::kInvalidPod));
+  }
 
   const Association* association =
       associations == nullptr ? nullptr : associations->Find(id.namespace_name, id.service_account);
   if (association == nullptr) return finish("no_association");
+  if (IsWindowsPod(*request.object)) return finish(OutcomeName(MutationResult::Outcome::kSkippedWindows));
 
+  // A dry run is patched like a real request: the API server applies the patch and
+  // discards the result, and the user sees what would happen.
   MutationResult result = MutatePod(*request.object, *association, settings, random);
-  containers_patched = result.containers_patched;
-  response.warnings = std::move(result.warnings);
   switch (result.outcome) {
     case MutationResult::Outcome::kPatched:
+      containers_patched = result.containers_patched;
       response.patch = std::move(result.patch);
-      return finish("patched");
-    case MutationResult::Outcome::kAlreadyInjected:
-      return finish("already_injected");
+      response.warnings = std::move(result.warnings);
+      break;
     case MutationResult::Outcome::kConflict:
       // Allowed without a patch: a half-injected pod would silently use other
-      // credentials; the warning tells the user why nothing was injected.
+      // credentials; the warning (kubectl prints it) tells the user why nothing was
+      // injected.
       conflict = result.error;
-      if (response.warnings.empty() && !result.error.empty()) response.warnings.push_back(result.error);
-      return finish("conflict");
-    case MutationResult::Outcome::kSkippedWindows:
-      return finish("skipped_windows");
+      response.warnings = std::move(result.warnings);
+      if (response.warnings.empty()) response.warnings.push_back("pod identity not injected: " + result.error);
+      break;
     case MutationResult::Outcome::kInvalidPod:
-      // The API server decoded the object into a typed Pod before calling us, so a
-      // malformed one comes from a broken or hostile client: reject the request.
-      return Rejection(InvalidArgumentError(result.error.empty() ? "/request/object: not a valid Pod" : result.error),
-                       "invalid_pod", &request, &id);
+      // The mutator's pointers are relative to the pod.
+      error = std::string(kObjectPointer) + result.error;
+      break;
+    case MutationResult::Outcome::kAlreadyInjected:
+    case MutationResult::Outcome::kSkippedWindows:
+      break;
   }
-  return finish("already_injected");  // unreachable: every enumerator is handled above
+  return finish(OutcomeName(result.outcome));
 }
 
 }  // namespace podidentity::webhook

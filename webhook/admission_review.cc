@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "constants.h"
+#include "podidentity/base64.h"
 #include "podidentity/json_util.h"
 
 namespace podidentity::webhook {
@@ -44,13 +45,27 @@ const rapidjson::Value* Member(const rapidjson::Value& object, std::string_view 
   return it == object.MemberEnd() ? nullptr : &it->value;
 }
 
+std::string MustBe(std::string_view expected, const rapidjson::Value& got) {
+  return "must be " + std::string(expected) + ", got " + std::string(TypeName(got));
+}
+
 // A required string member: present and a string (it may still be empty).
 Status RequiredString(const rapidjson::Value& object, std::string_view key, std::string_view pointer,
                       std::string& out) {
   const rapidjson::Value* v = Member(object, key);
-  if (v == nullptr || !v->IsString()) return FieldError(pointer, "required string");
+  if (v == nullptr) return FieldError(pointer, "missing");
+  if (!v->IsString()) return FieldError(pointer, MustBe("a string", *v));
   out.assign(View(*v));
   return Status::Ok();
+}
+
+// A required object member.
+StatusOr<const rapidjson::Value*> RequiredObject(const rapidjson::Value& object, std::string_view key,
+                                                 std::string_view pointer) {
+  const rapidjson::Value* v = Member(object, key);
+  if (v == nullptr) return FieldError(pointer, "missing");
+  if (!v->IsObject()) return FieldError(pointer, MustBe("an object", *v));
+  return v;
 }
 
 // An optional string member: absent and null (Go's decoder accepts null for a string
@@ -60,7 +75,7 @@ Status OptionalString(const rapidjson::Value& object, std::string_view key, std:
   out.clear();
   const rapidjson::Value* v = Member(object, key);
   if (v == nullptr || v->IsNull()) return Status::Ok();
-  if (!v->IsString()) return FieldError(pointer, std::string("must be a string, got ") + std::string(TypeName(*v)));
+  if (!v->IsString()) return FieldError(pointer, MustBe("a string", *v));
   out.assign(View(*v));
   return Status::Ok();
 }
@@ -70,10 +85,10 @@ Status OptionalString(const rapidjson::Value& object, std::string_view key, std:
 Status ParseTriple(const rapidjson::Value& request, std::string_view key, std::string_view names[3],
                    std::string* out[3]) {
   std::string pointer = "/request/" + std::string(key);
-  const rapidjson::Value* v = Member(request, key);
-  if (v == nullptr || !v->IsObject()) return FieldError(pointer, "required object");
+  StatusOr<const rapidjson::Value*> v = RequiredObject(request, key, pointer);
+  if (!v.ok()) return v.status();
   for (int i = 0; i < 3; ++i) {
-    Status s = OptionalString(*v, names[i], pointer + "/" + std::string(names[i]), *out[i]);
+    Status s = OptionalString(**v, names[i], pointer + "/" + std::string(names[i]), *out[i]);
     if (!s.ok()) return s;
   }
   return Status::Ok();
@@ -105,18 +120,16 @@ Status ParseRequest(const rapidjson::Value& request, AdmissionRequest& out) {
   out.dry_run = false;
   if (const rapidjson::Value* dry_run = Member(request, "dryRun"); dry_run != nullptr && !dry_run->IsNull()) {
     if (!dry_run->IsBool()) {
-      return FieldError("/request/dryRun", std::string("must be a boolean, got ") + std::string(TypeName(*dry_run)));
+      return FieldError("/request/dryRun", MustBe("a boolean", *dry_run));
     }
     out.dry_run = dry_run->GetBool();
   }
 
-  // DELETE and CONNECT carry no object; whatever is there must at least be an object,
-  // since the API server sends a serialised Kubernetes object or nothing.
+  // request.object is a RawExtension: any JSON value. DELETE and CONNECT carry none
+  // (absent or null). Whether it is a usable Pod is the handler's decision, which
+  // answers an unusable one with "allowed" rather than failing the whole request.
   out.object = nullptr;
   if (const rapidjson::Value* object = Member(request, "object"); object != nullptr && !object->IsNull()) {
-    if (!object->IsObject()) {
-      return FieldError("/request/object", std::string("must be an object, got ") + std::string(TypeName(*object)));
-    }
     out.object = object;
   }
   return Status::Ok();
@@ -138,27 +151,21 @@ StatusOr<AdmissionRequest> ParseAdmissionReview(std::string_view body) {
   if (!s.ok()) return s;
   const rapidjson::Value& root = *out.document;
   if (!root.IsObject()) {
-    return FieldError("/", std::string("must be an AdmissionReview object, got ") + std::string(TypeName(root)));
+    return FieldError("/", MustBe("an AdmissionReview object", root));
   }
 
-  const rapidjson::Value* api_version = Member(root, "apiVersion");
-  if (api_version == nullptr || !api_version->IsString()) return FieldError("/apiVersion", "required string");
-  if (View(*api_version) != kAdmissionApiVersion) {
+  if (s = RequiredString(root, "apiVersion", "/apiVersion", out.api_version); !s.ok()) return s;
+  if (out.api_version != kAdmissionApiVersion) {
     return FieldError("/apiVersion", "must be " + std::string(kAdmissionApiVersion) + ", got " +
-                                         QuoteForError(View(*api_version)));
+                                         QuoteForError(out.api_version));
   }
-  out.api_version.assign(View(*api_version));
-
-  const rapidjson::Value* kind = Member(root, "kind");
-  if (kind == nullptr || !kind->IsString()) return FieldError("/kind", "required string");
-  if (View(*kind) != kAdmissionKind) {
-    return FieldError("/kind", "must be " + std::string(kAdmissionKind) + ", got " + QuoteForError(View(*kind)));
+  if (s = RequiredString(root, "kind", "/kind", out.kind); !s.ok()) return s;
+  if (out.kind != kAdmissionKind) {
+    return FieldError("/kind", "must be " + std::string(kAdmissionKind) + ", got " + QuoteForError(out.kind));
   }
-  out.kind.assign(View(*kind));
-
-  const rapidjson::Value* request = Member(root, "request");
-  if (request == nullptr || !request->IsObject()) return FieldError("/request", "required object");
-  if (s = ParseRequest(*request, out); !s.ok()) return s;
+  StatusOr<const rapidjson::Value*> request = RequiredObject(root, "request", "/request");
+  if (!request.ok()) return request.status();
+  if (s = ParseRequest(**request, out); !s.ok()) return s;
   return out;
 }
 
@@ -199,33 +206,7 @@ std::string SerializeAdmissionResponse(const AdmissionResponse& response) {
   return out;
 }
 
-std::string Base64Encode(std::string_view data) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((data.size() + 2) / 3 * 4);
-  size_t i = 0;
-  auto byte = [&](size_t k) { return static_cast<uint32_t>(static_cast<unsigned char>(data[k])); };
-  for (; i + 3 <= data.size(); i += 3) {
-    uint32_t n = (byte(i) << 16) | (byte(i + 1) << 8) | byte(i + 2);
-    out += kAlphabet[(n >> 18) & 63];
-    out += kAlphabet[(n >> 12) & 63];
-    out += kAlphabet[(n >> 6) & 63];
-    out += kAlphabet[n & 63];
-  }
-  size_t rest = data.size() - i;
-  if (rest == 1) {
-    uint32_t n = byte(i) << 16;
-    out += kAlphabet[(n >> 18) & 63];
-    out += kAlphabet[(n >> 12) & 63];
-    out += "==";
-  } else if (rest == 2) {
-    uint32_t n = (byte(i) << 16) | (byte(i + 1) << 8);
-    out += kAlphabet[(n >> 18) & 63];
-    out += kAlphabet[(n >> 12) & 63];
-    out += kAlphabet[(n >> 6) & 63];
-    out += '=';
-  }
-  return out;
-}
+// The API server expects standard, padded base64 (Go's encoding/json for []byte).
+std::string Base64Encode(std::string_view data) { return base64::Encode(data); }
 
 }  // namespace podidentity::webhook

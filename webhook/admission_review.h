@@ -34,7 +34,8 @@ struct AdmissionRequest {
   std::string namespace_name;          // request.namespace, may be empty
   std::string name;                    // request.name, may be empty (generateName)
   bool dry_run = false;
-  // The whole parsed document; `object` points into it (request.object), or is null.
+  // The whole parsed document; `object` points into it (request.object, any JSON value:
+  // the handler checks that it is a Pod), or is null when absent or null.
   std::shared_ptr<rapidjson::Document> document;
   const rapidjson::Value* object = nullptr;
 };

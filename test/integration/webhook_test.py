@@ -386,9 +386,9 @@ class AdmissionTest(WebhookTestCase):
                                      "for the admission", start=start)
         self.assertEqual(line["outcome"], "patched")
         self.assertEqual(line["namespace"], "demo-ns")
-        self.assertEqual(line["serviceAccount"], "demo-sa")
+        self.assertEqual(line["service_account"], "demo-sa")
         self.assertEqual(line["pod"], "demo-app")
-        self.assertEqual(line["containersPatched"], 1)
+        self.assertEqual(line["containers_patched"], 1)
         self.assertIn("latency_ms", line)
         self.assertNotIn("hunter2-do-not-log", self.webhook.stderr_text())
 

@@ -6,11 +6,14 @@
 #include <sstream>
 #include <string>
 
+#include "podidentity/base64.h"
 #include "podidentity/json_util.h"
 
 using podidentity::webhook::AdmissionRequest;
 using podidentity::webhook::AdmissionResponse;
 using podidentity::webhook::Base64Encode;
+using podidentity::webhook::PatchOp;
+using podidentity::webhook::SerializePatch;
 using podidentity::webhook::ParseAdmissionReview;
 using podidentity::webhook::SerializeAdmissionResponse;
 
@@ -98,6 +101,13 @@ TEST_CASE("ParseAdmissionReview: DELETE without an object, subresources, dry run
   CHECK(generated->name.empty());
   CHECK(generated->namespace_name == "demo-ns");
 
+  // request.object is a RawExtension: any value parses; the handler decides whether it
+  // is a usable Pod.
+  auto array_object = ParseAdmissionReview(EditedDemo([](rapidjson::Document& d, auto&) { Request(d)["object"].SetArray(); }));
+  REQUIRE(array_object.ok());
+  REQUIRE(array_object->object != nullptr);
+  CHECK(array_object->object->IsArray());
+
   // An absent object is the same as null.
   auto absent = ParseAdmissionReview(EditedDemo([](rapidjson::Document& d, auto&) { Request(d).RemoveMember("object"); }));
   REQUIRE(absent.ok());
@@ -149,41 +159,63 @@ TEST_CASE("ParseAdmissionReview rejects bad input with the JSON pointer of the p
       {"JSON but not an object", "[1,2]", "/: must be an AdmissionReview object, got array"},
       {"a JSON string", R"("AdmissionReview")", "/: must be an AdmissionReview object, got string"},
       {"missing apiVersion", EditedDemo([](auto& d, auto&) { d.RemoveMember("apiVersion"); }),
-       "/apiVersion: required string"},
+       "/apiVersion: missing"},
       {"wrong apiVersion", ReadTestdata("v1beta1_review.json"),
        R"(/apiVersion: must be admission.k8s.io/v1, got "admission.k8s.io/v1beta1")"},
       {"long apiVersion is cut in the message",
        EditedDemo([&](auto& d, auto& a) { d["apiVersion"].SetString(long_version.c_str(), a); }),
        "/apiVersion: must be admission.k8s.io/v1, got \"" + std::string(64, 'v') + "\"..."},
       {"apiVersion not a string", EditedDemo([](auto& d, auto&) { d["apiVersion"].SetInt(1); }),
-       "/apiVersion: required string"},
-      {"missing kind", EditedDemo([](auto& d, auto&) { d.RemoveMember("kind"); }), "/kind: required string"},
+       "/apiVersion: must be a string, got number"},
+      {"missing kind", EditedDemo([](auto& d, auto&) { d.RemoveMember("kind"); }), "/kind: missing"},
+      {"kind null", EditedDemo([](auto& d, auto&) { d["kind"].SetNull(); }), "/kind: must be a string, got null"},
       {"wrong kind", EditedDemo([](auto& d, auto&) { d["kind"].SetString("ConversionReview"); }),
        R"(/kind: must be AdmissionReview, got "ConversionReview")"},
-      {"missing request", EditedDemo([](auto& d, auto&) { d.RemoveMember("request"); }),
-       "/request: required object"},
-      {"request is null", EditedDemo([](auto& d, auto&) { d["request"].SetNull(); }), "/request: required object"},
+      {"missing request", EditedDemo([](auto& d, auto&) { d.RemoveMember("request"); }), "/request: missing"},
+      {"request is null", EditedDemo([](auto& d, auto&) { d["request"].SetNull(); }),
+       "/request: must be an object, got null"},
+      {"request is an array", EditedDemo([](auto& d, auto&) { d["request"].SetArray(); }),
+       "/request: must be an object, got array"},
       {"response instead of request", R"({"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview",)"
                                       R"("response":{"uid":"u","allowed":true}})",
-       "/request: required object"},
-      {"missing uid", EditedDemo([](auto& d, auto&) { Request(d).RemoveMember("uid"); }),
-       "/request/uid: required string"},
+       "/request: missing"},
+      {"missing uid", EditedDemo([](auto& d, auto&) { Request(d).RemoveMember("uid"); }), "/request/uid: missing"},
       {"uid not a string", EditedDemo([](auto& d, auto&) { Request(d)["uid"].SetInt(42); }),
-       "/request/uid: required string"},
+       "/request/uid: must be a string, got number"},
+      {"uid null", EditedDemo([](auto& d, auto&) { Request(d)["uid"].SetNull(); }),
+       "/request/uid: must be a string, got null"},
       {"empty uid", EditedDemo([](auto& d, auto&) { Request(d)["uid"].SetString(""); }),
        "/request/uid: must not be empty"},
       {"missing request.kind", EditedDemo([](auto& d, auto&) { Request(d).RemoveMember("kind"); }),
-       "/request/kind: required object"},
+       "/request/kind: missing"},
+      {"request.kind a string", EditedDemo([](auto& d, auto&) { Request(d)["kind"].SetString("Pod"); }),
+       "/request/kind: must be an object, got string"},
+      {"request.kind.group a number", EditedDemo([](auto& d, auto&) { Request(d)["kind"]["group"].SetInt(1); }),
+       "/request/kind/group: must be a string, got number"},
+      {"request.kind.version an object", EditedDemo([](auto& d, auto&) { Request(d)["kind"]["version"].SetObject(); }),
+       "/request/kind/version: must be a string, got object"},
+      {"missing request.resource", EditedDemo([](auto& d, auto&) { Request(d).RemoveMember("resource"); }),
+       "/request/resource: missing"},
       {"request.kind.kind not a string", EditedDemo([](auto& d, auto&) { Request(d)["kind"]["kind"].SetBool(true); }),
        "/request/kind/kind: must be a string, got boolean"},
       {"request.resource a string", EditedDemo([](auto& d, auto&) { Request(d)["resource"].SetString("pods"); }),
-       "/request/resource: required object"},
+       "/request/resource: must be an object, got string"},
       {"request.resource.group a number", EditedDemo([](auto& d, auto&) { Request(d)["resource"]["group"].SetInt(0); }),
        "/request/resource/group: must be a string, got number"},
+      {"request.resource.version a boolean",
+       EditedDemo([](auto& d, auto&) { Request(d)["resource"]["version"].SetBool(false); }),
+       "/request/resource/version: must be a string, got boolean"},
+      {"request.resource.resource an array",
+       EditedDemo([](auto& d, auto&) { Request(d)["resource"]["resource"].SetArray(); }),
+       "/request/resource/resource: must be a string, got array"},
       {"subResource an array", EditedDemo([](auto& d, auto&) { Request(d).AddMember("subResource", rapidjson::Value(rapidjson::kArrayType), d.GetAllocator()); }),
        "/request/subResource: must be a string, got array"},
       {"missing operation", EditedDemo([](auto& d, auto&) { Request(d).RemoveMember("operation"); }),
-       "/request/operation: required string"},
+       "/request/operation: missing"},
+      {"operation a number", EditedDemo([](auto& d, auto&) { Request(d)["operation"].SetInt(1); }),
+       "/request/operation: must be a string, got number"},
+      {"operation in lower case", EditedDemo([](auto& d, auto&) { Request(d)["operation"].SetString("create"); }),
+       R"(/request/operation: must be one of CREATE, UPDATE, DELETE, CONNECT, got "create")"},
       {"unknown operation", EditedDemo([](auto& d, auto&) { Request(d)["operation"].SetString("PATCH"); }),
        R"(/request/operation: must be one of CREATE, UPDATE, DELETE, CONNECT, got "PATCH")"},
       {"namespace not a string", EditedDemo([](auto& d, auto&) { Request(d)["namespace"].SetObject(); }),
@@ -192,10 +224,6 @@ TEST_CASE("ParseAdmissionReview rejects bad input with the JSON pointer of the p
        "/request/name: must be a string, got number"},
       {"dryRun a string", EditedDemo([](auto& d, auto&) { Request(d)["dryRun"].SetString("true"); }),
        "/request/dryRun: must be a boolean, got string"},
-      {"object an array", EditedDemo([](auto& d, auto&) { Request(d)["object"].SetArray(); }),
-       "/request/object: must be an object, got array"},
-      {"object a string", EditedDemo([](auto& d, auto&) { Request(d)["object"].SetString("{}"); }),
-       "/request/object: must be an object, got string"},
       {"duplicate top-level key",
        R"({"apiVersion":"admission.k8s.io/v1","apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"})",
        "duplicate key at /apiVersion"},
@@ -290,4 +318,61 @@ TEST_CASE("SerializeAdmissionResponse output is valid JSON for hostile strings")
   rapidjson::Document doc;
   REQUIRE(podidentity::ParseJsonStrict(SerializeAdmissionResponse(r), doc).ok());
   CHECK(doc["response"]["uid"].GetStringLength() > 0);
+}
+
+TEST_CASE("SerializeAdmissionResponse: the patch decodes back to SerializePatch for every padding length") {
+  // Label values of growing length make the serialised patch 3n, 3n+1 and 3n+2 bytes
+  // long, so the base64 ends in no, two and one '='.
+  bool seen[3] = {false, false, false};
+  for (int extra = 0; extra < 3; ++extra) {
+    AdmissionResponse r;
+    r.uid = "u";
+    r.patch = {{"add", "/metadata/labels", "{\"a\":\"" + std::string(static_cast<size_t>(extra), 'x') + "\"}"},
+               {"add", "/spec/containers/0/env/-", R"({"name":"N","value":"v"})"}};
+    const std::string serialised = SerializePatch(r.patch);
+    seen[serialised.size() % 3] = true;
+    rapidjson::Document doc;
+    REQUIRE(podidentity::ParseJsonStrict(SerializeAdmissionResponse(r), doc).ok());
+    const rapidjson::Value& response = doc["response"];
+    CHECK(std::string(response["patchType"].GetString()) == "JSONPatch");
+    const std::string encoded = response["patch"].GetString();
+    CHECK(encoded.size() % 4 == 0);
+    auto decoded = podidentity::base64::Decode(encoded);
+    REQUIRE(decoded.ok());
+    CHECK(*decoded == serialised);
+    CHECK_FALSE(response.HasMember("warnings"));
+    CHECK_FALSE(response.HasMember("status"));
+  }
+  CHECK((seen[0] && seen[1] && seen[2]));
+}
+
+TEST_CASE("SerializeAdmissionResponse echoes apiVersion, kind and uid as given") {
+  AdmissionResponse r;
+  r.api_version = "admission.k8s.io/v1";
+  r.kind = "AdmissionReview";
+  r.uid = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+  rapidjson::Document doc;
+  REQUIRE(podidentity::ParseJsonStrict(SerializeAdmissionResponse(r), doc).ok());
+  CHECK(doc.MemberCount() == 3);
+  CHECK(std::string(doc["apiVersion"].GetString()) == r.api_version);
+  CHECK(std::string(doc["kind"].GetString()) == r.kind);
+  CHECK(std::string(doc["response"]["uid"].GetString()) == r.uid);
+  CHECK(doc["response"]["allowed"].GetBool());
+  // An allowed response without patch or warnings has exactly uid and allowed.
+  CHECK(doc["response"].MemberCount() == 2);
+}
+
+TEST_CASE("SerializeAdmissionResponse escapes warnings: control characters, quotes, unicode") {
+  AdmissionResponse r;
+  r.uid = "u";
+  r.warnings = {"tab\there\x01\x1f", "quote \" and </script>", "caf\xc3\xa9 \xe2\x9c\x93"};
+  const std::string body = SerializeAdmissionResponse(r);
+  CHECK(body.find("tab\\there\\u0001\\u001f") != std::string::npos);
+  rapidjson::Document doc;
+  REQUIRE(podidentity::ParseJsonStrict(body, doc).ok());
+  const rapidjson::Value& warnings = doc["response"]["warnings"];
+  REQUIRE(warnings.Size() == 3);
+  for (rapidjson::SizeType i = 0; i < 3; ++i) {
+    CHECK(std::string(warnings[i].GetString(), warnings[i].GetStringLength()) == r.warnings[i]);
+  }
 }
