@@ -34,6 +34,16 @@ size_t Utf8SequenceLength(std::string_view s, size_t i) {
   return n;
 }
 
+// True when every byte of `s` belongs to a valid UTF-8 sequence (no surrogates).
+bool IsValidUtf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    size_t n = Utf8SequenceLength(s, i);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
+}
+
 std::string EscapePointerToken(std::string_view token) {
   std::string out;
   for (char c : token) {
@@ -56,12 +66,21 @@ Status CheckTree(const rapidjson::Value& v, int depth, int max_depth, std::strin
       size_t saved = pointer.size();
       pointer += '/';
       pointer += EscapePointerToken(key);
+      if (!IsValidUtf8(key)) return InvalidArgumentError("key is not valid UTF-8 (unpaired surrogate escape?) at " + pointer);
       if (!seen.insert(key).second) {
         return InvalidArgumentError("duplicate key at " + pointer);
       }
       Status s = CheckTree(it->value, depth + 1, max_depth, pointer);
       if (!s.ok()) return s;
       pointer.resize(saved);
+    }
+  } else if (v.IsString()) {
+    // The parser validates the raw bytes, but a \uXXXX escape can still decode to a lone
+    // surrogate (RapidJSON accepts "\udc00"), which is not a Unicode scalar value: such a
+    // string could not be echoed back byte for byte, so the document is rejected.
+    if (!IsValidUtf8({v.GetString(), v.GetStringLength()})) {
+      return InvalidArgumentError("string is not valid UTF-8 (unpaired surrogate escape?) at " +
+                                  (pointer.empty() ? std::string("/") : pointer));
     }
   } else if (v.IsArray()) {
     for (rapidjson::SizeType i = 0; i < v.Size(); ++i) {

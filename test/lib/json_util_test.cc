@@ -31,4 +31,14 @@ TEST_CASE("ParseJsonStrict rejects duplicates, depth bombs, garbage and trailing
   CHECK_FALSE(ParseJsonStrict("{", doc).ok());
   CHECK_FALSE(ParseJsonStrict("{} {}", doc).ok());
   CHECK_FALSE(ParseJsonStrict("\"\xff\"", doc).ok());
+
+  // Escapes that decode to a lone surrogate pass RapidJSON's byte validation; we reject them.
+  auto lone = ParseJsonStrict(R"({"request":{"uid":"a\udc00b"}})", doc);
+  CHECK_FALSE(lone.ok());
+  CHECK(lone.message().find("/request/uid") != std::string::npos);
+  CHECK_FALSE(ParseJsonStrict(R"({"k\ud800":1})", doc).ok());
+  CHECK_FALSE(ParseJsonStrict(R"(["\ud800"])", doc).ok());
+  // A proper pair and the NUL escape are fine.
+  CHECK(ParseJsonStrict(R"(["\ud83d\ude00","a\u0000b"])", doc).ok());
+  CHECK(doc[1].GetStringLength() == 3);
 }

@@ -156,6 +156,11 @@ TEST_CASE("ParseAdmissionReview rejects bad input with the JSON pointer of the p
       {"trailing content", R"({"apiVersion":"admission.k8s.io/v1"} x)",
        "invalid JSON at offset 37: The document root must not be followed by other values."},
       {"NUL then trailing content", std::string("{}\0{\"x\":1}", 10), "invalid JSON at offset 2: unescaped NUL byte."},
+      // Found by the fuzzer: RapidJSON decodes "\udc00" to bytes that are not UTF-8, so
+      // the uid could not be echoed byte for byte; the review is refused instead.
+      {"uid with an unpaired surrogate escape",
+       R"({"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"0000\udc00"}})",
+       "string is not valid UTF-8 (unpaired surrogate escape?) at /request/uid"},
       {"JSON but not an object", "[1,2]", "/: must be an AdmissionReview object, got array"},
       {"a JSON string", R"("AdmissionReview")", "/: must be an AdmissionReview object, got string"},
       {"missing apiVersion", EditedDemo([](auto& d, auto&) { d.RemoveMember("apiVersion"); }),

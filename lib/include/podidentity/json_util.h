@@ -18,8 +18,9 @@ void AppendJsonString(std::string& out, std::string_view s);
 std::string JsonQuote(std::string_view s);
 
 // Parses `text` into `doc`. Rejects: invalid JSON, trailing content, nesting deeper
-// than `max_depth`, and an object with a duplicate key (the message names the JSON
-// pointer of the duplicate).
+// than `max_depth`, an object with a duplicate key, and a string or key that does not
+// decode to valid UTF-8 (e.g. an unpaired surrogate escape "\udc00", which RapidJSON
+// itself lets through). The message names the JSON pointer of the offending value.
 Status ParseJsonStrict(std::string_view text, rapidjson::Document& doc, int max_depth = 64);
 
 // Serialises a value compactly.
