@@ -21,27 +21,38 @@ make_certs() {
     -days 2 -extfile "$dir/san.ext" -out "$dir/tls.crt" 2>/dev/null
 }
 
-# wait_ready URL CA: polls until URL answers 200 (bounded).
+# wait_ready URL [CA]: polls until URL answers 200 (bounded; CA for https URLs).
 wait_ready() {
-  local url="$1" ca="$2" i
+  local url="$1" ca="${2:-}" i
+  local tls=()
+  [ -z "$ca" ] || tls=(--cacert "$ca")
   for i in $(seq 1 3000); do
-    curl -sf --cacert "$ca" -o /dev/null "$url" && return 0
+    curl -sf "${tls[@]}" -o /dev/null "$url" && return 0
     sleep 0.01
   done
   log "$url never became ready"; return 1
 }
 
-# start_nginx DIR PORT BODY_FILE CERT KEY: nginx answering every request on /mutate with
-# the body in BODY_FILE (a static file; POST to a static file is 405 in nginx, so
-# error_page turns that into the file itself), TLS settings as our servers (TLS 1.2+,
-# same certificate), keep-alive without a request limit, one worker per core.
+# start_nginx DIR PORT BODY_FILE LOCATION [CERT KEY]: nginx answering every request on
+# LOCATION (e.g. /mutate) with the body in BODY_FILE, a static file. POST to a static
+# file is 405 in nginx, so error_page turns that into the file itself; GET just serves
+# it. With CERT and KEY it speaks TLS with the settings of our webhook (TLS 1.2+), else
+# plain HTTP like the agent. Keep-alive without a request limit, one worker per core,
+# no access log (our servers run at log level warn in the benchmarks for the same reason).
 start_nginx() {
-  local dir="$1" port="$2" body_file="$3" cert="$4" key="$5"
-  mkdir -p "$dir/nginx/www"
-  cp "$body_file" "$dir/nginx/www/mutate"
+  local dir="$1" port="$2" body_file="$3" location="$4" cert="${5:-}" key="${6:-}" listen tls=""
+  local file="${location##*/}"
+  mkdir -p "$dir/nginx/www${location%/*}"
+  cp "$body_file" "$dir/nginx/www$location"
   # nginx workers run as an unprivileged user when the master is root: let them read it.
-  chmod 0755 "$dir" "$dir/nginx" "$dir/nginx/www"
-  chmod 0644 "$dir/nginx/www/mutate"
+  chmod -R a+rX "$dir/nginx"
+  chmod 0755 "$dir"
+  listen="127.0.0.1:$port"
+  if [ -n "$cert" ]; then
+    listen="$listen ssl"
+    tls="ssl_certificate $cert; ssl_certificate_key $key; ssl_protocols TLSv1.2 TLSv1.3;"
+  fi
+  [ -n "$file" ] || die "start_nginx: LOCATION must name a file"
   cat >"$dir/nginx/nginx.conf" <<CONF
 worker_processes auto;
 pid $dir/nginx/nginx.pid;
@@ -58,12 +69,10 @@ http {
   keepalive_requests 1000000;
   keepalive_timeout 60s;
   server {
-    listen 127.0.0.1:$port ssl;
-    ssl_certificate $cert;
-    ssl_certificate_key $key;
-    ssl_protocols TLSv1.2 TLSv1.3;
+    listen $listen;
+    $tls
     client_max_body_size 3m;
-    location = /mutate {
+    location = $location {
       root $dir/nginx/www;
       default_type application/json;
       error_page 405 =200 \$uri;

@@ -6,6 +6,8 @@
 //   mint   --key key.pem --kid K --issuer I --audience A --namespace N
 //          --service-account S --pod-name P --pod-uid U --ttl 86400 [...]
 // `mint` prints the token without a trailing newline (SDKs reject one in token files).
+// `mint --count N` prints N tokens, one per line, for pods "<P>-<i>" with uids "<U>-<i>"
+// (i = 0..N-1), e.g. to fill the agent's cache with N distinct pods.
 #include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
@@ -85,6 +87,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> audiences;
   int64_t ttl = 86400, not_before_offset = 0, issued_at_offset = 0, now = 0;
   size_t pad_bytes = 0;
+  size_t count = 0;
   bool no_pod = false;
   std::string subject;
   mint->add_option("--key", key_path, "Private key PEM (RSA -> RS256, EC P-256 -> ES256)")->required();
@@ -106,6 +109,8 @@ int main(int argc, char** argv) {
   mint->add_option("--pad-bytes", pad_bytes, "Add a padding claim of this many bytes (size-limit tests)");
   mint->add_option("--alg-override", alg_override, "Forge: none (unsigned) or HS256 (HMAC keyed with the public key PEM)")
       ->check(CLI::IsMember({"none", "HS256"}));
+  mint->add_option("--count", count, "Print this many tokens, one per line, for pods <pod-name>-<i>")
+      ->check(CLI::Range(size_t{1}, size_t{1'000'000}));
 
   try {
     app.parse(argc, argv);
@@ -148,6 +153,22 @@ int main(int argc, char** argv) {
     claims.pod_uid.clear();
   } else if (claims.pod_name.empty() || claims.pod_uid.empty()) {
     return Fail("--pod-name and --pod-uid are required (or --no-pod)");
+  }
+
+  if (count > 0) {
+    if (no_pod || !alg_override.empty()) return Fail("--count mints pod-bound signed tokens only");
+    const std::string pod_name = claims.pod_name, pod_uid = claims.pod_uid;
+    std::string out;
+    for (size_t i = 0; i < count; ++i) {
+      claims.pod_name = pod_name + "-" + std::to_string(i);
+      claims.pod_uid = pod_uid + "-" + std::to_string(i);
+      auto signed_token = pi::MintToken(*key, claims);
+      if (!signed_token.ok()) return Fail(signed_token.status().message());
+      out += *signed_token;
+      out += '\n';
+    }
+    std::cout << out << std::flush;
+    return 0;
   }
 
   std::string token;
