@@ -256,6 +256,58 @@ JwtVerifier::JwtVerifier(JwksSource& keys, const Clock& clock, JwtVerifierOption
     : keys_(keys), clock_(clock), options_(std::move(options)) {}
 
 TokenVerifyResult JwtVerifier::Verify(std::string_view token) {
+  if (options_.verified_cache_entries == 0 || token.size() > options_.max_token_bytes) {
+    return VerifyUncached(token, nullptr);
+  }
+  std::string digest = Sha256(token);
+  if (digest.empty()) return VerifyUncached(token, nullptr);
+  std::optional<CachedToken> cached;
+  {
+    const TimePoint now = clock_.Now();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = cache_.find(digest); it != cache_.end()) {
+      if (now < it->second.valid_until) {
+        cached = it->second;
+      } else {
+        cache_.erase(it);
+      }
+    }
+  }
+  // The key set is consulted only for a cached token (a token that never verified is
+  // still rejected by its header before any key lookup).
+  if (cached && keys_.Current() == cached->jwks) {
+    cache_hits_.fetch_add(1, std::memory_order_relaxed);
+    return std::move(cached->identity);
+  }
+  std::shared_ptr<const Jwks> verified_with;
+  TokenVerifyResult result = VerifyUncached(token, &verified_with);
+  if (const auto* identity = std::get_if<VerifiedIdentity>(&result); identity != nullptr && verified_with != nullptr) {
+    Remember(std::move(digest), *identity, std::move(verified_with));
+  }
+  return result;
+}
+
+void JwtVerifier::Remember(std::string digest, const VerifiedIdentity& identity, std::shared_ptr<const Jwks> jwks) {
+  const TimePoint now = clock_.Now();
+  const TimePoint valid_until = std::min(now + options_.verified_cache_ttl, identity.expiration + options_.leeway);
+  if (valid_until <= now) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (cache_.size() >= options_.verified_cache_entries) {
+    // Full: drop what no longer holds; if everything still holds, drop an arbitrary entry
+    // (its pod pays one full verification on its next call).
+    const std::shared_ptr<const Jwks> current = keys_.Current();
+    std::erase_if(cache_, [&](const auto& entry) { return entry.second.jwks != current || now >= entry.second.valid_until; });
+    if (cache_.size() >= options_.verified_cache_entries) cache_.erase(cache_.begin());
+  }
+  cache_.insert_or_assign(std::move(digest), CachedToken{identity, std::move(jwks), valid_until});
+}
+
+size_t JwtVerifier::cache_size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cache_.size();
+}
+
+TokenVerifyResult JwtVerifier::VerifyUncached(std::string_view token, std::shared_ptr<const Jwks>* verified_with) {
   if (token.size() > options_.max_token_bytes) {
     return Fail(TokenError::kTooLarge, "token is larger than " + std::to_string(options_.max_token_bytes) + " bytes");
   }
@@ -321,6 +373,7 @@ TokenVerifyResult JwtVerifier::Verify(std::string_view token) {
   }
   if (!key->Verify(signing_input, *signature)) return Fail(TokenError::kBadSignature, "token signature is invalid");
 
+  if (verified_with != nullptr) *verified_with = jwks;
   return CheckServiceAccountClaims(*payload, options_, clock_.Now());
 }
 

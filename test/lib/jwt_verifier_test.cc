@@ -440,6 +440,103 @@ TEST_CASE("Concurrent verification shares one key snapshot", "[jwt]") {
   CHECK(ok == 100);
 }
 
+TEST_CASE("A verified token is answered from the cache until a rule says otherwise", "[jwt][cache]") {
+  Fixture f;
+  const std::string token = f.Mint(f.rsa, f.Claims());  // exp = now + 3600
+  const VerifiedIdentity first = ExpectIdentity(f.verifier, token);
+  CHECK(f.verifier.cache_hits() == 0);
+  CHECK(f.verifier.cache_size() == 1);
+
+  SECTION("the same bytes again: a hit with the same identity") {
+    const VerifiedIdentity again = ExpectIdentity(f.verifier, token);
+    CHECK(f.verifier.cache_hits() == 1);
+    CHECK(again.pod_uid == first.pod_uid);
+    CHECK(again.pod_name == first.pod_name);
+    CHECK(again.namespace_name == first.namespace_name);
+    CHECK(again.service_account == first.service_account);
+    CHECK(again.expiration == first.expiration);
+  }
+  SECTION("one changed byte in the signature is another token: verified, and rejected") {
+    std::string tampered = token;
+    tampered[tampered.size() - 5] = tampered[tampered.size() - 5] == 'A' ? 'B' : 'A';
+    ExpectError(f.verifier, tampered, TokenError::kBadSignature);
+    CHECK(f.verifier.cache_hits() == 0);
+  }
+  SECTION("after the TTL the token is verified again (and cached again)") {
+    f.clock.Advance(f.options.verified_cache_ttl);
+    ExpectIdentity(f.verifier, token);
+    CHECK(f.verifier.cache_hits() == 0);
+    ExpectIdentity(f.verifier, token);
+    CHECK(f.verifier.cache_hits() == 1);
+  }
+  SECTION("a changed key set invalidates the entry: a removed key rejects the cached token") {
+    f.source.SetNext(JwksOf({f.ec}));
+    REQUIRE(f.source.RefreshForUnknownKid() == pi::JwksRefreshResult::kUpdated);
+    ExpectError(f.verifier, token, TokenError::kUnknownKeyId);
+    CHECK(f.verifier.cache_hits() == 0);
+  }
+  SECTION("a new snapshot with the same keys still re-verifies once") {
+    f.source.SetNext(JwksOf({f.rsa, f.ec}));
+    REQUIRE(f.source.RefreshForUnknownKid() == pi::JwksRefreshResult::kUpdated);
+    ExpectIdentity(f.verifier, token);
+    CHECK(f.verifier.cache_hits() == 0);
+    ExpectIdentity(f.verifier, token);
+    CHECK(f.verifier.cache_hits() == 1);
+  }
+}
+
+TEST_CASE("A cached token never outlives its exp plus the leeway", "[jwt][cache]") {
+  Fixture f;
+  auto claims = f.Claims();
+  claims.ttl = std::chrono::seconds(100);  // shorter than the cache TTL
+  const std::string token = f.Mint(f.rsa, claims);
+  ExpectIdentity(f.verifier, token);
+  f.clock.Advance(std::chrono::seconds(100 + 59));
+  ExpectIdentity(f.verifier, token);  // inside the leeway: a hit
+  CHECK(f.verifier.cache_hits() == 1);
+  f.clock.Advance(std::chrono::seconds(1));
+  ExpectError(f.verifier, token, TokenError::kExpired);
+  CHECK(f.verifier.cache_hits() == 1);
+  CHECK(f.verifier.cache_size() == 0);
+}
+
+TEST_CASE("Rejected tokens are not cached; the cache is bounded; 0 entries turns it off", "[jwt][cache]") {
+  Fixture f;
+  const std::string wrong_issuer = [&] {
+    auto claims = f.Claims();
+    claims.issuer = "https://elsewhere.test";
+    return f.Mint(f.rsa, claims);
+  }();
+  ExpectError(f.verifier, wrong_issuer, TokenError::kWrongIssuer);
+  ExpectError(f.verifier, wrong_issuer, TokenError::kWrongIssuer);
+  CHECK(f.verifier.cache_size() == 0);
+  CHECK(f.verifier.cache_hits() == 0);
+
+  pi::JwtVerifierOptions small = f.options;
+  small.verified_cache_entries = 2;
+  pi::JwtVerifier bounded(f.source, f.clock, small);
+  std::vector<std::string> tokens;
+  for (int i = 0; i < 5; ++i) {
+    auto claims = f.Claims();
+    claims.pod_uid = "pod-uid-" + std::to_string(i);
+    tokens.push_back(f.Mint(i % 2 ? f.ec : f.rsa, claims));
+    CHECK(ExpectIdentity(bounded, tokens.back()).pod_uid == claims.pod_uid);
+    CHECK(bounded.cache_size() <= 2);
+  }
+  for (size_t i = 0; i < tokens.size(); ++i) {  // every token still verifies, cached or not
+    CHECK(ExpectIdentity(bounded, tokens[i]).pod_uid == "pod-uid-" + std::to_string(i));
+  }
+
+  pi::JwtVerifierOptions off = f.options;
+  off.verified_cache_entries = 0;
+  pi::JwtVerifier uncached(f.source, f.clock, off);
+  const std::string token = f.Mint(f.rsa, f.Claims());
+  ExpectIdentity(uncached, token);
+  ExpectIdentity(uncached, token);
+  CHECK(uncached.cache_hits() == 0);
+  CHECK(uncached.cache_size() == 0);
+}
+
 // ---------------------------------------------------------------------------------------
 // TokenReview
 

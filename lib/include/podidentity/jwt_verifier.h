@@ -5,13 +5,16 @@
 // the token.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstddef>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <variant>
 
 #include "podidentity/clock.h"
@@ -79,6 +82,16 @@ struct JwtVerifierOptions {
   std::string audience = "pods.eks.amazonaws.com";   // must be one of the token's aud values
   std::chrono::seconds leeway{60};                    // clock skew allowed for exp, nbf, iat
   size_t max_token_bytes = 16 * 1024;
+  // Verified-token cache: a pod's SDK presents the same token on every call, so a
+  // token that verified is remembered (by the SHA-256 of its bytes; the token itself is
+  // not stored) and, while the entry holds, answered without repeating the signature
+  // math and the claim parsing. An entry holds while all of these are true:
+  //   - now < min(verification time + verified_cache_ttl, exp + leeway);
+  //   - the key set is the very snapshot the token was verified against (any JWKS
+  //     change, e.g. a rotated or removed key, invalidates every entry at once).
+  // Only successes are cached. 0 entries turns the cache off.
+  size_t verified_cache_entries = 10000;
+  std::chrono::seconds verified_cache_ttl{300};
 };
 
 // Local verification against a JwksSource. Order: size, structure, header (strict
@@ -87,15 +100,34 @@ struct JwtVerifierOptions {
 // accepted only when the key set holds exactly one key of the token's algorithm.
 // Thread-safe and lock-free on the hot path (the key set is a snapshot; each
 // signature check uses its own EVP_MD_CTX).
+//
+// With the verified-token cache on (the default, see JwtVerifierOptions), a repeated
+// token costs one SHA-256, a map lookup under mu_ and one JwksSource::Current() call
+// (which may be made with mu_ held, so it must never call back into the verifier).
 class JwtVerifier final : public ServiceAccountTokenVerifier {
  public:
   JwtVerifier(JwksSource& keys, const Clock& clock, JwtVerifierOptions options);
   TokenVerifyResult Verify(std::string_view token) override;
 
+  // Tokens answered from the verified-token cache, and entries in it now.
+  uint64_t cache_hits() const { return cache_hits_.load(std::memory_order_relaxed); }
+  size_t cache_size() const;
+
  private:
+  struct CachedToken {
+    VerifiedIdentity identity;
+    std::shared_ptr<const Jwks> jwks;  // the snapshot it was verified against (kept alive: no ABA)
+    std::chrono::system_clock::time_point valid_until;
+  };
+  TokenVerifyResult VerifyUncached(std::string_view token, std::shared_ptr<const Jwks>* verified_with);
+  void Remember(std::string digest, const VerifiedIdentity& identity, std::shared_ptr<const Jwks> jwks);
+
   JwksSource& keys_;
   const Clock& clock_;
   const JwtVerifierOptions options_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, CachedToken> cache_;  // guarded by mu_; key: SHA-256 of the token
+  std::atomic<uint64_t> cache_hits_{0};
 };
 
 // The claims check alone, on a payload whose signature was already verified (or by
