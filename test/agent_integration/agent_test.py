@@ -18,10 +18,9 @@ import os
 import pathlib
 import re
 import shutil
-import signal
 import subprocess
+import sys
 import tempfile
-import threading
 import time
 import unittest
 import urllib.error
@@ -29,6 +28,8 @@ import urllib.request
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent
+sys.path.insert(0, str(HERE.parent / "pylib"))
+from testlib import DEADLINE, LogProcess, wait_until  # noqa: E402,F401  (re-exported to radosgw_test)
 AGENT_BIN = os.environ.get("AGENT_BIN", str(REPO_ROOT / "build" / "gcc" / "agent" / "pod-identity-agent"))
 TEST_STS_DIR = REPO_ROOT / "test" / "peers" / "test-sts"
 MINT_TOKEN = os.environ.get("MINT_TOKEN", str(REPO_ROOT / "build" / "gcc" / "test" / "tools" / "mint-token"))
@@ -37,7 +38,6 @@ AUDIENCE = "pods.eks.amazonaws.com"
 AGENT_KEY_ID = "AKIDPODIDENTITYAGENT"
 AGENT_SECRET = "agent-secret-key-for-tests"
 ROLE = "arn:aws:iam::111122223333:role/eks-pod-s3-readonly-access"
-DEADLINE = 30.0
 
 ASSOCIATIONS = f"""\
 clusterName: integration
@@ -57,66 +57,8 @@ associations:
 """
 
 
-def wait_until(predicate, what, timeout=DEADLINE, interval=0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-class Process:
-    """A child process whose stdout/stderr lines are collected by a reader thread."""
-
-    def __init__(self, argv, env=None):
-        self.lines = []
-        self.lock = threading.Lock()
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            with self.lock:
-                self.lines.append(line.rstrip("\n"))
-
-    def output(self):
-        with self.lock:
-            return list(self.lines)
-
-    def json_lines(self):
-        out = []
-        for line in self.output():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-        return out
-
-    def wait_for(self, predicate, what):
-        def check():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"process exited with {self.proc.returncode} waiting for {what}:\n" +
-                                     "\n".join(self.output()[-30:]))
-            return next((line for line in self.json_lines() if predicate(line)), None)
-        return wait_until(check, what)
-
-    def stop(self):
-        if self.proc.stdout.closed:
-            return self.proc.returncode
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=DEADLINE)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.thread.join(timeout=5)
-        self.proc.stdout.close()
-        return self.proc.returncode
+# The agent and the test STS print their log lines on stdout and stderr: read both.
+Process = LogProcess
 
 
 class TestSts:

@@ -23,21 +23,21 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
-import time
 import unittest
 import warnings
 
 HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "pylib"))
+from testlib import DEADLINE, LogProcess, wait_until, write_atomically  # noqa: E402
 REPO_ROOT = pathlib.Path(os.environ.get("REPO_ROOT", HERE.parent.parent))
 WEBHOOK_BIN = os.environ.get("WEBHOOK_BIN", str(REPO_ROOT / "build" / "gcc" / "webhook" / "pod-identity-webhook"))
 ADMISSION_FIXTURES = REPO_ROOT / "test" / "webhook" / "testdata" / "admission"
 MAX_REQUEST_BYTES = 3 * 1024 * 1024
 
-# Generous: the same tests run under AddressSanitizer on a loaded 2-core machine.
-START_TIMEOUT = 30.0
-DEADLINE = 30.0
+START_TIMEOUT = DEADLINE
 REQUEST_TIMEOUT = 15.0
 
 DEMO_ASSOCIATIONS = """\
@@ -52,25 +52,6 @@ LATE_ASSOCIATION = """\
     serviceAccount: late-sa
     roleArn: arn:aws:iam::111122223333:role/late-role
 """
-
-
-def wait_until(predicate, what, timeout=DEADLINE, interval=0.02):
-    """Polls predicate() until it returns a truthy value; fails after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-def write_atomically(path, text):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 # --- certificates -------------------------------------------------------------------
@@ -121,80 +102,22 @@ def client_context(ca_file):
 
 # --- the process --------------------------------------------------------------------
 
-class Webhook:
-    """The binary as a child process; collects its JSON log lines from stderr."""
+class Webhook(LogProcess):
+    """The binary as a child process (its JSON log lines come from stderr), with HTTP helpers."""
 
     def __init__(self, args, ca_file=None):
-        self.args = [WEBHOOK_BIN, *map(str, args)]
+        super().__init__([WEBHOOK_BIN, *map(str, args)], stream="stderr")
+        self.args = self.argv
         self.ca_file = ca_file
-        self.lines = []  # parsed JSON log lines, in order
-        self.raw = []  # every stderr line, as text
-        self.cond = threading.Condition()
-        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
         self.port = None
-
-    def _read(self):
-        for raw in self.proc.stderr:
-            text = raw.decode("utf-8", "replace").rstrip("\n")
-            try:
-                line = json.loads(text)
-            except ValueError:
-                line = None
-            with self.cond:
-                self.raw.append(text)
-                if isinstance(line, dict):
-                    self.lines.append(line)
-                self.cond.notify_all()
-        with self.cond:
-            self.cond.notify_all()
-
-    def wait_log(self, predicate, what, timeout=DEADLINE, start=0):
-        """Waits for a log line (at index >= start) matching predicate; returns it."""
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for line in self.lines[start:]:
-                    if predicate(line):
-                        return line
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"no log line {what} within {timeout}s; stderr:\n" + "\n".join(self.raw))
-                if self.proc.poll() is not None and not self.reader.is_alive():
-                    raise AssertionError(f"process exited ({self.proc.returncode}) before logging {what}; "
-                                         "stderr:\n" + "\n".join(self.raw))
-                self.cond.wait(min(remaining, 0.5))
 
     def wait_listening(self):
         line = self.wait_log(lambda l: l.get("msg") == "listening", "'listening'", timeout=START_TIMEOUT)
         self.port = int(line["port"])
         return self
 
-    def log_count(self):
-        with self.cond:
-            return len(self.lines)
-
     def stderr_text(self):
-        with self.cond:
-            return "\n".join(self.raw)
-
-    def signal(self, sig):
-        self.proc.send_signal(sig)
-
-    def wait_exit(self, timeout=DEADLINE):
-        rc = self.proc.wait(timeout=timeout)
-        self.reader.join(timeout=5)
-        return rc
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.reader.join(timeout=5)
-        if not self.reader.is_alive():
-            self.proc.stderr.close()
+        return self.text()
 
     # HTTP helpers ---------------------------------------------------------------------
     def connection(self, ca_file=None, host="localhost"):
