@@ -24,6 +24,7 @@ generator() { if command -v ninja >/dev/null 2>&1; then echo Ninja; else echo "U
 # configure_and_build BUILD_DIR [cmake args...]
 configure_and_build() {
   local dir="$1"; shift
+  mkdir -p "$(dirname "$dir")"
   cmake -S "$REPO_ROOT" -B "$dir" -G "$(generator)" -Wdev -Werror=dev "$@" >"$dir.configure.log" 2>&1 ||
     { cat "$dir.configure.log" >&2; die "cmake configure failed for $dir"; }
   # CMake itself must be warning-free too.

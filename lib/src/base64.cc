@@ -25,31 +25,28 @@ constexpr std::array<int8_t, 256> kStandardReverse = ReverseTable(kStandardAlpha
 constexpr std::array<int8_t, 256> kUrlReverse = ReverseTable(kUrlAlphabet);
 
 std::string EncodeWith(std::string_view bytes, std::string_view alphabet, bool pad) {
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 3 <= bytes.size(); i += 3) {
-    const uint32_t v = (static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])) << 16) |
-                       (static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8) |
-                       static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 2]));
-    out.push_back(alphabet[(v >> 18) & 63]);
-    out.push_back(alphabet[(v >> 12) & 63]);
-    out.push_back(alphabet[(v >> 6) & 63]);
-    out.push_back(alphabet[v & 63]);
+  const size_t full = bytes.size() / 3;
+  const size_t rest = bytes.size() % 3;
+  const size_t length = full * 4 + (rest == 0 ? 0 : pad ? 4 : rest + 1);
+  std::string out(length, '\0');  // sized once, then written through a pointer
+  char* p = out.data();
+  const auto* in = reinterpret_cast<const unsigned char*>(bytes.data());
+  for (size_t k = 0; k < full; ++k, in += 3) {
+    const uint32_t v = (uint32_t{in[0]} << 16) | (uint32_t{in[1]} << 8) | uint32_t{in[2]};
+    *p++ = alphabet[(v >> 18) & 63];
+    *p++ = alphabet[(v >> 12) & 63];
+    *p++ = alphabet[(v >> 6) & 63];
+    *p++ = alphabet[v & 63];
   }
-  const size_t rest = bytes.size() - i;
-  if (rest == 1) {
-    const uint32_t v = static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])) << 16;
-    out.push_back(alphabet[(v >> 18) & 63]);
-    out.push_back(alphabet[(v >> 12) & 63]);
-    if (pad) out.append("==");
-  } else if (rest == 2) {
-    const uint32_t v = (static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])) << 16) |
-                       (static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8);
-    out.push_back(alphabet[(v >> 18) & 63]);
-    out.push_back(alphabet[(v >> 12) & 63]);
-    out.push_back(alphabet[(v >> 6) & 63]);
-    if (pad) out.push_back('=');
+  if (rest != 0) {
+    const uint32_t v = (uint32_t{in[0]} << 16) | (rest == 2 ? uint32_t{in[1]} << 8 : 0);
+    *p++ = alphabet[(v >> 18) & 63];
+    *p++ = alphabet[(v >> 12) & 63];
+    if (rest == 2) *p++ = alphabet[(v >> 6) & 63];
+    if (pad) {
+      *p++ = '=';
+      if (rest == 1) *p++ = '=';
+    }
   }
   return out;
 }

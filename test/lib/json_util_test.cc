@@ -1,6 +1,7 @@
 #include "podidentity/json_util.h"
 
 #include <catch2/catch.hpp>
+#include <random>
 #include <string>
 
 using podidentity::JsonQuote;
@@ -12,6 +13,36 @@ TEST_CASE("JsonQuote escapes control characters, quotes and invalid UTF-8") {
   CHECK(JsonQuote("caf\xc3\xa9") == "\"caf\xc3\xa9\"");
   CHECK(JsonQuote("bad\xff") == R"("bad\ufffd")");
   CHECK(JsonQuote("\xc0\xaf") == R"("\ufffd\ufffd")");  // overlong '/'
+}
+
+TEST_CASE("JsonQuote: runs, DEL, invalid bytes between valid text, round trip through a parser") {
+  CHECK(JsonQuote("a\x7f" "b") == R"("a\u007fb")");
+  CHECK(JsonQuote(std::string("ok\0ok", 5)) == R"("ok\u0000ok")");
+  CHECK(JsonQuote("caf\xc3\xa9 \xff caf\xc3\xa9") == "\"caf\xc3\xa9 \\ufffd caf\xc3\xa9\"");
+  CHECK(JsonQuote("\xe2\x82") == R"("\ufffd\ufffd")");  // truncated 3-byte sequence at the end
+
+  // Random byte strings: the output is always strict JSON, and valid UTF-8 input comes
+  // back unchanged.
+  std::mt19937 rng(20261125);
+  const std::string alphabet = std::string("ab\"\\/\n\t\x01\x7f") + "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xff\xc0";
+  for (int round = 0; round < 2000; ++round) {
+    std::string text;
+    const size_t length = rng() % 40;
+    for (size_t i = 0; i < length; ++i) text += alphabet[rng() % alphabet.size()];
+    rapidjson::Document doc;
+    const std::string quoted = JsonQuote(text);
+    INFO("quoted: " << quoted);
+    REQUIRE(ParseJsonStrict(quoted, doc).ok());
+    REQUIRE(doc.IsString());
+    // Only invalid bytes are replaced (U+FFFD does not occur in the alphabet): without a
+    // replacement the text survived byte for byte.
+    const std::string decoded(doc.GetString(), doc.GetStringLength());
+    if (decoded.find("\xef\xbf\xbd") == std::string::npos) {
+      CHECK(decoded == text);
+    } else {
+      CHECK(decoded != text);
+    }
+  }
 }
 
 TEST_CASE("ParseJsonStrict rejects duplicates, depth bombs, garbage and trailing data") {
