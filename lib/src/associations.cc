@@ -1077,29 +1077,10 @@ AssociationStore::ReloadResult AssociationStore::ReloadIfChanged() {
 }
 
 void AssociationStore::Start(std::chrono::milliseconds interval) {
-  std::lock_guard<std::mutex> lock(thread_mu_);
-  if (watcher_.joinable()) return;  // already running
-  stop_ = false;
-  watcher_ = std::thread([this, interval] {
-    std::unique_lock<std::mutex> lk(thread_mu_);
-    while (!cv_.wait_for(lk, interval, [this] { return stop_; })) {
-      lk.unlock();
-      ReloadIfChanged();
-      lk.lock();
-    }
-  });
+  watcher_.Start(interval, [this] { ReloadIfChanged(); });
 }
 
-void AssociationStore::Stop() {
-  std::thread watcher;
-  {
-    std::lock_guard<std::mutex> lock(thread_mu_);
-    stop_ = true;
-    watcher = std::move(watcher_);
-  }
-  cv_.notify_all();
-  if (watcher.joinable()) watcher.join();
-}
+void AssociationStore::Stop() { watcher_.Stop(); }
 
 // ------------------------------- test seam ----------------------------------------
 

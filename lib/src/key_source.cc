@@ -146,29 +146,10 @@ std::optional<JwksRefreshResult> RefreshingJwksSource::RefreshIfDue() {
 }
 
 void RefreshingJwksSource::Start() {
-  std::lock_guard<std::mutex> lock(thread_mu_);
-  if (thread_.joinable()) return;
-  stop_ = false;
-  thread_ = std::thread([this] {
-    std::unique_lock<std::mutex> guard(thread_mu_);
-    while (!thread_cv_.wait_for(guard, options_.poll_interval, [this] { return stop_; })) {
-      guard.unlock();
-      (void)RefreshIfDue();
-      guard.lock();
-    }
-  });
+  poller_.Start(options_.poll_interval, [this] { static_cast<void>(RefreshIfDue()); });
 }
 
-void RefreshingJwksSource::Stop() {
-  std::thread thread;
-  {
-    std::lock_guard<std::mutex> lock(thread_mu_);
-    stop_ = true;
-    thread = std::move(thread_);
-  }
-  thread_cv_.notify_all();
-  if (thread.joinable()) thread.join();
-}
+void RefreshingJwksSource::Stop() { poller_.Stop(); }
 
 JwksRefreshStats RefreshingJwksSource::stats() const {
   return JwksRefreshStats{updated_.load(), unchanged_.load(), failed_.load(), rate_limited_.load()};

@@ -327,29 +327,10 @@ ServerCertificate::ReloadResult ServerCertificate::ReloadIfChanged() {
 }
 
 void ServerCertificate::Start(std::chrono::milliseconds interval) {
-  if (cert_path_.empty()) return;
-  std::lock_guard<std::mutex> lock(thread_mu_);
-  if (watcher_.joinable()) return;
-  stop_ = false;
-  watcher_ = std::thread([this, interval] {
-    std::unique_lock<std::mutex> wait_lock(thread_mu_);
-    while (!cv_.wait_for(wait_lock, interval, [this] { return stop_; })) {
-      wait_lock.unlock();
-      ReloadIfChanged();
-      wait_lock.lock();
-    }
-  });
+  if (cert_path_.empty()) return;  // a fixed pair never changes
+  watcher_.Start(interval, [this] { ReloadIfChanged(); });
 }
 
-void ServerCertificate::Stop() {
-  std::thread watcher;
-  {
-    std::lock_guard<std::mutex> lock(thread_mu_);
-    stop_ = true;
-    watcher = std::move(watcher_);
-  }
-  cv_.notify_all();
-  if (watcher.joinable()) watcher.join();
-}
+void ServerCertificate::Stop() { watcher_.Stop(); }
 
 }  // namespace podidentity::tls

@@ -7,7 +7,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
@@ -15,10 +14,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "podidentity/periodic_task.h"
 #include "podidentity/status.h"
 
 namespace podidentity {
@@ -70,7 +69,8 @@ std::string ValidateRoleArn(std::string_view value);
 // is seen even when the file's own mtime does not change. An invalid or missing new
 // file never replaces the last good snapshot; the outcome is reported to `on_reload`.
 // Thread-safety: Current() takes no mutex (std::atomic<shared_ptr> load) and may be called from
-// any thread; ReloadIfChanged() and Start()/Stop() are serialised by reload_mu_.
+// any thread; Load() and ReloadIfChanged() are serialised by reload_mu_; Start()/Stop()
+// may be called from any thread (PeriodicTask).
 class AssociationStore {
  public:
   enum class ReloadResult { kUnchanged, kReloaded, kFailed };
@@ -89,6 +89,8 @@ class AssociationStore {
   // Checks the file and reloads it when it changed.
   ReloadResult ReloadIfChanged();
   // Polls ReloadIfChanged() every `interval` on a background thread until Stop().
+  // A second Start() while polling is a no-op; Stop() is idempotent, returns promptly
+  // and is called by the destructor.
   void Start(std::chrono::milliseconds interval);
   void Stop();
 
@@ -110,10 +112,7 @@ class AssociationStore {
   std::mutex reload_mu_;                             // guards last_identity_, last_failed_identity_
   FileIdentity last_identity_;
   std::optional<FileIdentity> last_failed_identity_;  // so one bad file is reported once
-  std::mutex thread_mu_;                              // guards stop_, cv_, watcher_
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread watcher_;
+  PeriodicTask watcher_;  // last member: its thread uses the ones above
 };
 
 }  // namespace podidentity

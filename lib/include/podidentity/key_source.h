@@ -8,18 +8,17 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 
 #include "podidentity/clock.h"
 #include "podidentity/http_client.h"
 #include "podidentity/jwks.h"
+#include "podidentity/periodic_task.h"
 #include "podidentity/status.h"
 
 namespace podidentity {
@@ -92,7 +91,8 @@ struct RefreshingJwksSourceOptions {
 // atomic shared_ptr, a mutex that serialises fetches, the rate limit and an optional
 // background thread. Thread-safe: Current() is lock-free; fetch_mu_ guards the
 // fetch state (last_periodic_, last_unknown_kid_, last_document_) and serialises
-// fetches; stats are atomics; thread_mu_ guards stop_ for the background thread.
+// fetches; stats are atomics; Start()/Stop() may be called from any thread
+// (PeriodicTask).
 class RefreshingJwksSource : public JwksSource {
  public:
   ~RefreshingJwksSource() override;
@@ -111,7 +111,9 @@ class RefreshingJwksSource : public JwksSource {
   std::optional<JwksRefreshResult> RefreshIfDue();
 
   // Starts / stops a background thread that calls RefreshIfDue every poll_interval.
-  // Stop() is idempotent and is called by the destructor.
+  // A second Start() while running is a no-op. Stop() is idempotent, returns promptly
+  // and is called by the destructor (derived classes call it too: the thread calls
+  // their Fetch()).
   void Start();
   void Stop();
 
@@ -142,10 +144,7 @@ class RefreshingJwksSource : public JwksSource {
 
   std::atomic<uint64_t> updated_{0}, unchanged_{0}, failed_{0}, rate_limited_{0};
 
-  std::mutex thread_mu_;
-  std::condition_variable thread_cv_;
-  bool stop_ = false;  // guarded by thread_mu_
-  std::thread thread_;
+  PeriodicTask poller_;  // last member: its thread uses the ones above
 };
 
 // A JWKS file (e.g. from a ConfigMap). A refresh re-reads it only when its identity

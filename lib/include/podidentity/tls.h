@@ -10,16 +10,15 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
+#include "podidentity/periodic_task.h"
 #include "podidentity/status.h"
 
 namespace podidentity::tls {
@@ -104,7 +103,7 @@ struct FileIdentity {
 // current one; the outcome goes to `on_reload`.
 // Thread-safety: Current() takes no mutex (std::atomic<shared_ptr> load) and may be
 // called from any thread (handshakes do); ReloadIfChanged() is serialised by
-// reload_mu_; Start()/Stop() by thread_mu_.
+// reload_mu_; Start()/Stop() may be called from any thread (PeriodicTask).
 class ServerCertificate final : public CertificateProvider {
  public:
   enum class ReloadResult { kUnchanged, kReloaded, kFailed };
@@ -120,7 +119,8 @@ class ServerCertificate final : public CertificateProvider {
   Status Load();
   ReloadResult ReloadIfChanged();
   // Polls ReloadIfChanged() every `interval` on a background thread until Stop().
-  // Does nothing for a fixed pair.
+  // Does nothing for a fixed pair. A second Start() while polling is a no-op; Stop()
+  // is idempotent, returns promptly and is called by the destructor.
   void Start(std::chrono::milliseconds interval);
   void Stop();
 
@@ -138,10 +138,7 @@ class ServerCertificate final : public CertificateProvider {
   std::mutex reload_mu_;  // guards last_identity_, last_failed_identity_
   PairIdentity last_identity_;
   std::optional<PairIdentity> last_failed_identity_;  // report one bad pair once
-  std::mutex thread_mu_;  // guards stop_, watcher_ (with cv_)
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread watcher_;
+  PeriodicTask watcher_;  // last member: its thread uses the ones above
 };
 
 // The OpenSSL error queue of this thread as one line ("" when empty); clears it.
