@@ -1,6 +1,5 @@
 #include "podidentity/aws_credentials.h"
 
-#include <pugixml.hpp>
 #include <rapidjson/document.h>
 
 #include <algorithm>
@@ -13,6 +12,7 @@
 #include <utility>
 
 #include "podidentity/json_util.h"
+#include "podidentity/sts_client.h"
 
 namespace podidentity {
 namespace {
@@ -22,6 +22,8 @@ constexpr size_t kMaxCredentialsFileBytes = 1 << 20;
 constexpr size_t kMaxWebIdentityTokenBytes = 64 * 1024;
 constexpr std::string_view kDefaultImdsEndpoint = "http://169.254.169.254";
 constexpr std::string_view kImdsTokenTtlSeconds = "21600";
+// Longest STS error <Message> kept in a web identity error.
+constexpr size_t kMaxStsErrorMessage = 512;
 
 bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v'; }
 
@@ -75,104 +77,6 @@ StatusOr<std::string> ReadSmallFile(const std::string& path, size_t max_bytes) {
   return content;
 }
 
-bool ParseDigits(std::string_view text, size_t pos, size_t count, int& out) {
-  if (pos + count > text.size()) return false;
-  int value = 0;
-  for (size_t i = pos; i < pos + count; ++i) {
-    if (text[i] < '0' || text[i] > '9') return false;
-    value = value * 10 + (text[i] - '0');
-  }
-  out = value;
-  return true;
-}
-
-// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
-int64_t DaysFromCivil(int64_t y, int64_t m, int64_t d) {
-  y -= m <= 2 ? 1 : 0;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const int64_t yoe = y - era * 400;
-  const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
-
-bool IsUnreserved(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-         c == '.' || c == '~';
-}
-
-// RFC 3986 percent-encoding of everything but unreserved characters, as AWS expects in
-// form bodies.
-void AppendFormParam(std::string& out, std::string_view name, std::string_view value) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  if (!out.empty()) out.push_back('&');
-  auto encode = [&out](std::string_view s) {
-    for (char c : s) {
-      if (IsUnreserved(c)) {
-        out.push_back(c);
-      } else {
-        const auto byte = static_cast<unsigned char>(c);
-        out.push_back('%');
-        out.push_back(kHex[byte >> 4]);
-        out.push_back(kHex[byte & 0x0F]);
-      }
-    }
-  };
-  encode(name);
-  out.push_back('=');
-  encode(value);
-}
-
-// STS's RoleSessionName charset is [\w+=,.@-], 2-64 characters.
-bool IsSessionNameChar(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '+' ||
-         c == '=' || c == ',' || c == '.' || c == '@' || c == '-';
-}
-
-// Element name without a namespace prefix ("sts:Credentials" -> "Credentials").
-std::string_view LocalName(const pugi::xml_node& node) {
-  std::string_view name = node.name();
-  const size_t colon = name.find(':');
-  return colon == std::string_view::npos ? name : name.substr(colon + 1);
-}
-
-pugi::xml_node Child(const pugi::xml_node& parent, std::string_view name) {
-  for (pugi::xml_node child = parent.first_child(); child; child = child.next_sibling()) {
-    if (child.type() == pugi::node_element && LocalName(child) == name) return child;
-  }
-  return {};
-}
-
-std::string ChildText(const pugi::xml_node& parent, std::string_view name) {
-  return std::string(Trim(Child(parent, name).text().as_string()));
-}
-
-// The account id of an ARN ("arn:aws:sts::111122223333:assumed-role/..."), or empty.
-std::string AccountOfArn(std::string_view arn) {
-  size_t start = 0;
-  for (int field = 0; field < 4; ++field) {
-    const size_t colon = arn.find(':', start);
-    if (colon == std::string_view::npos) return {};
-    start = colon + 1;
-  }
-  const size_t end = arn.find(':', start);
-  if (end == std::string_view::npos) return {};
-  return std::string(arn.substr(start, end - start));
-}
-
-StatusCode CodeForStsError(int http_status, std::string_view code) {
-  if (code == "AccessDenied") return StatusCode::kPermissionDenied;
-  if (code == "InvalidIdentityToken" || code == "ExpiredTokenException" || code == "ExpiredToken" ||
-      code == "IDPRejectedClaim") {
-    return StatusCode::kUnauthenticated;
-  }
-  if (code == "Throttling" || code == "ThrottlingException" || http_status == 429) {
-    return StatusCode::kResourceExhausted;
-  }
-  if (code == "IDPCommunicationError" || http_status >= 500) return StatusCode::kUnavailable;
-  return StatusCode::kInvalidArgument;
-}
-
 // Text of a line of an INI file up to an inline comment ('#' or ';' after whitespace).
 std::string_view StripInlineComment(std::string_view s) {
   for (size_t i = 1; i < s.size(); ++i) {
@@ -190,10 +94,6 @@ std::string TrimTrailingSlashes(std::string s) {
   return s;
 }
 
-bool IsRoleNameChar(char c) {
-  return IsSessionNameChar(c);  // IAM role names use the same charset: [\w+=,.@-]
-}
-
 }  // namespace
 
 EnvLookup ProcessEnvironment() {
@@ -202,54 +102,6 @@ EnvLookup ProcessEnvironment() {
     if (value == nullptr) return std::nullopt;
     return std::string(value);
   };
-}
-
-StatusOr<std::chrono::system_clock::time_point> ParseAwsTimestamp(std::string_view text) {
-  const Status bad = InvalidArgumentError("timestamp is not ISO 8601 (YYYY-MM-DDTHH:MM:SSZ)");
-  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
-  if (text.size() < 20 || !ParseDigits(text, 0, 4, year) || text[4] != '-' || !ParseDigits(text, 5, 2, month) ||
-      text[7] != '-' || !ParseDigits(text, 8, 2, day) || (text[10] != 'T' && text[10] != 't') ||
-      !ParseDigits(text, 11, 2, hour) || text[13] != ':' || !ParseDigits(text, 14, 2, minute) || text[16] != ':' ||
-      !ParseDigits(text, 17, 2, second)) {
-    return bad;
-  }
-  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) return bad;
-  size_t pos = 19;
-  std::chrono::nanoseconds fraction{0};
-  if (pos < text.size() && text[pos] == '.') {
-    ++pos;
-    int64_t nanos = 0;
-    int digits = 0;
-    while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
-      if (digits < 9) {
-        nanos = nanos * 10 + (text[pos] - '0');
-        ++digits;
-      }
-      ++pos;
-    }
-    if (digits == 0) return bad;
-    for (int i = digits; i < 9; ++i) nanos *= 10;
-    fraction = std::chrono::nanoseconds(nanos);
-  }
-  std::chrono::minutes offset{0};
-  const std::string_view zone = text.substr(pos);
-  if (zone == "Z" || zone == "z") {
-    // UTC
-  } else if (zone.size() == 6 && (zone[0] == '+' || zone[0] == '-') && zone[3] == ':') {
-    int offset_hours = 0, offset_minutes = 0;
-    if (!ParseDigits(zone, 1, 2, offset_hours) || !ParseDigits(zone, 4, 2, offset_minutes) || offset_hours > 23 ||
-        offset_minutes > 59) {
-      return bad;
-    }
-    offset = std::chrono::minutes(offset_hours * 60 + offset_minutes);
-    if (zone[0] == '-') offset = -offset;
-  } else {
-    return bad;
-  }
-  const int64_t days = DaysFromCivil(year, month, day);
-  const auto since_epoch = std::chrono::seconds(days * 86400 + hour * 3600 + minute * 60 + second) - offset;
-  return std::chrono::system_clock::time_point(
-      std::chrono::duration_cast<std::chrono::system_clock::duration>(since_epoch + fraction));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -356,61 +208,25 @@ StatusOr<AwsCredentials> SharedFileCredentialsProvider::GetCredentials() {
 // ---------------------------------------------------------------------------------------
 // Web identity
 
-std::string BuildAssumeRoleWithWebIdentityBody(std::string_view role_arn, std::string_view session_name,
-                                               std::string_view token) {
-  std::string body;
-  AppendFormParam(body, "Action", "AssumeRoleWithWebIdentity");
-  AppendFormParam(body, "Version", "2011-06-15");
-  AppendFormParam(body, "RoleArn", role_arn);
-  AppendFormParam(body, "RoleSessionName", session_name);
-  AppendFormParam(body, "WebIdentityToken", token);
-  return body;
-}
-
-StatusOr<AwsCredentials> ParseAssumeRoleWithWebIdentityResponse(int http_status, std::string_view body) {
-  pugi::xml_document doc;
-  const pugi::xml_parse_result parsed = doc.load_buffer(body.data(), body.size());
-  const pugi::xml_node root = parsed ? doc.document_element() : pugi::xml_node();
-
-  if (http_status != 200 || (root && LocalName(root) == "ErrorResponse")) {
-    const pugi::xml_node error = root ? Child(root, "Error") : pugi::xml_node();
-    const std::string code = error ? ChildText(error, "Code") : std::string();
-    std::string message = error ? ChildText(error, "Message") : std::string();
-    if (message.size() > 512) message.resize(512);
+StatusOr<AwsCredentials> ParseAssumeRoleWithWebIdentityResponse(int http_status, std::string_view body,
+                                                                std::string_view role_arn) {
+  // A 200 can still carry an error document (a misbehaving proxy or STS-compatible server).
+  std::optional<StsError> error = ParseStsError(body);
+  if (http_status != 200 || error) {
     std::string text = "STS AssumeRoleWithWebIdentity failed: HTTP " + std::to_string(http_status);
-    if (!code.empty()) text += " " + code;
-    if (!message.empty()) text += ": " + message;
-    StatusCode status_code = CodeForStsError(http_status, code);
-    if (http_status == 200) status_code = StatusCode::kInternal;  // an error document with 200
-    return Status(status_code, std::move(text));
+    if (error) {
+      // Bounded: the message ends up in logs and in the chain's combined error.
+      if (error->message.size() > kMaxStsErrorMessage) error->message.resize(kMaxStsErrorMessage);
+      text += " " + error->code;
+      if (!error->message.empty()) text += ": " + error->message;
+    }
+    // StsErrorToStatus decides the code (its message format is StsClient's, not ours).
+    const StatusCode code = http_status == 200 ? StatusCode::kInternal : StsErrorToStatus(http_status, error).code();
+    return Status(code, std::move(text));
   }
-  if (!root) return InternalError("STS AssumeRoleWithWebIdentity: response is not XML");
-  if (LocalName(root) != "AssumeRoleWithWebIdentityResponse") {
-    return InternalError("STS AssumeRoleWithWebIdentity: unexpected response element <" + std::string(LocalName(root)) +
-                         ">");
-  }
-  const pugi::xml_node result = Child(root, "AssumeRoleWithWebIdentityResult");
-  const pugi::xml_node credentials_node = Child(result, "Credentials");
-  if (!credentials_node) {
-    return InternalError("STS AssumeRoleWithWebIdentity: response has no AssumeRoleWithWebIdentityResult/Credentials");
-  }
-  AwsCredentials credentials;
-  credentials.access_key_id = ChildText(credentials_node, "AccessKeyId");
-  credentials.secret_access_key = ChildText(credentials_node, "SecretAccessKey");
-  credentials.session_token = ChildText(credentials_node, "SessionToken");
-  for (const auto& [name, value] : {std::pair<const char*, const std::string*>{"AccessKeyId", &credentials.access_key_id},
-                                    {"SecretAccessKey", &credentials.secret_access_key},
-                                    {"SessionToken", &credentials.session_token}}) {
-    if (value->empty()) return InternalError(std::string("STS AssumeRoleWithWebIdentity: response has no ") + name);
-  }
-  StatusOr<std::chrono::system_clock::time_point> expiration =
-      ParseAwsTimestamp(ChildText(credentials_node, "Expiration"));
-  if (!expiration.ok()) {
-    return InternalError("STS AssumeRoleWithWebIdentity: Expiration: " + expiration.status().message());
-  }
-  credentials.expiration = *expiration;
-  credentials.account_id = AccountOfArn(ChildText(Child(result, "AssumedRoleUser"), "Arn"));
-  return credentials;
+  StatusOr<AssumeRoleResult> result = ParseAssumeRoleResponse(body, role_arn);
+  if (!result.ok()) return WithPrefix(result.status(), "STS AssumeRoleWithWebIdentity: ");
+  return std::move(result->credentials);
 }
 
 WebIdentityCredentialsProvider::WebIdentityCredentialsProvider(HttpClient& http, const Clock& clock, EnvLookup env,
@@ -431,7 +247,7 @@ StatusOr<AwsCredentials> WebIdentityCredentialsProvider::GetCredentials() {
     session_name = "pod-identity-agent-" + std::to_string(seconds);
   }
   if (session_name.size() < 2 || session_name.size() > 64 ||
-      !std::all_of(session_name.begin(), session_name.end(), IsSessionNameChar)) {
+      !std::all_of(session_name.begin(), session_name.end(), IsRoleSessionNameChar)) {
     return InvalidArgumentError("AWS_ROLE_SESSION_NAME must be 2-64 characters of [A-Za-z0-9_+=,.@-]");
   }
 
@@ -447,20 +263,13 @@ StatusOr<AwsCredentials> WebIdentityCredentialsProvider::GetCredentials() {
 
   std::string region = options_.region;
   if (region.empty()) region = NonEmpty(env_, "AWS_REGION").value_or(NonEmpty(env_, "AWS_DEFAULT_REGION").value_or(""));
-  std::string endpoint = options_.sts_endpoint;
-  if (endpoint.empty()) {
-    if (region.empty()) {
-      endpoint = "https://sts.amazonaws.com";
-    } else {
-      endpoint = "https://sts." + region + (region.starts_with("cn-") ? ".amazonaws.com.cn" : ".amazonaws.com");
-    }
-  }
+  const std::string endpoint = options_.sts_endpoint.empty() ? StsEndpointForRegion(region) : options_.sts_endpoint;
 
   HttpRequest request;
   request.method = "POST";
   request.url = TrimTrailingSlashes(endpoint) + "/";
   request.headers = {{"Content-Type", "application/x-www-form-urlencoded; charset=utf-8"}};
-  request.body = BuildAssumeRoleWithWebIdentityBody(*role_arn, session_name, token);
+  request.body = EncodeAssumeRoleWithWebIdentityForm({*role_arn, session_name, std::string(token), std::nullopt});
   request.timeout = options_.timeout;
   StatusOr<HttpResponse> response = http_.Send(request);
   if (!response.ok()) {
@@ -468,7 +277,7 @@ StatusOr<AwsCredentials> WebIdentityCredentialsProvider::GetCredentials() {
                                                                             : StatusCode::kUnavailable,
                   "STS AssumeRoleWithWebIdentity at " + endpoint + ": " + response.status().message());
   }
-  return ParseAssumeRoleWithWebIdentityResponse(response->status, response->body);
+  return ParseAssumeRoleWithWebIdentityResponse(response->status, response->body, *role_arn);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -517,7 +326,7 @@ StatusOr<AwsCredentials> ImdsCredentialsProvider::GetCredentials() {
   std::string_view role = Trim(roles->body);
   role = Trim(role.substr(0, role.find('\n')));
   if (role.empty()) return NotFoundError("no IAM role attached to this instance");
-  if (!std::all_of(role.begin(), role.end(), IsRoleNameChar)) {
+  if (!std::all_of(role.begin(), role.end(), IsRoleSessionNameChar)) {
     return InternalError("IMDS returned a malformed role name");
   }
 
@@ -552,7 +361,7 @@ StatusOr<AwsCredentials> ImdsCredentialsProvider::GetCredentials() {
     if (!value || value->empty()) return InternalError(std::string("IMDS credentials document has no ") + name);
     *target = std::move(*value);
   }
-  StatusOr<std::chrono::system_clock::time_point> expiration = ParseAwsTimestamp(field("Expiration").value_or(""));
+  StatusOr<std::chrono::system_clock::time_point> expiration = ParseIso8601(field("Expiration").value_or(""));
   if (!expiration.ok()) return InternalError("IMDS credentials document: Expiration: " + expiration.status().message());
   credentials.expiration = *expiration;
   return credentials;

@@ -8,30 +8,17 @@
 #include <utility>
 
 #include "podidentity/sigv4_signer.h"
+#include "xml_util.h"
 
 namespace podidentity {
 namespace {
 
+using internal::Child;
+using internal::ChildText;
+using internal::LocalName;
+
 constexpr std::string_view kStsVersion = "2011-06-15";
 constexpr size_t kMaxRoleSessionName = 64;
-
-// Element name without a namespace prefix ("sts:Credentials" -> "Credentials").
-std::string_view LocalName(const pugi::xml_node& node) {
-  std::string_view name = node.name();
-  const size_t colon = name.find(':');
-  return colon == std::string_view::npos ? name : name.substr(colon + 1);
-}
-
-pugi::xml_node Child(const pugi::xml_node& parent, std::string_view name) {
-  for (pugi::xml_node child = parent.first_child(); child; child = child.next_sibling()) {
-    if (child.type() == pugi::node_element && LocalName(child) == name) return child;
-  }
-  return {};
-}
-
-std::string ChildText(const pugi::xml_node& parent, std::string_view name) {
-  return Child(parent, name).text().as_string();
-}
 
 bool ParseDigits(std::string_view text, size_t pos, size_t count, int& out) {
   if (pos + count > text.size()) return false;
@@ -49,14 +36,13 @@ void AppendParam(std::string& form, std::string_view name, std::string_view valu
   form.append(sigv4::UriEncode(name)).append("=").append(sigv4::UriEncode(value));
 }
 
-bool IsSessionNameChar(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '+' ||
-         c == '=' || c == ',' || c == '.' || c == '@' || c == '-';
-}
-
 Status WithContext(const Status& status, std::string_view context) {
   return Status(status.code(), std::string(context) + ": " + status.message());
 }
+
+// Longest part of a malformed timestamp quoted in an error: enough to see what arrived,
+// bounded because the text comes from a peer.
+constexpr size_t kMaxQuotedTimestamp = 64;
 
 }  // namespace
 
@@ -65,7 +51,9 @@ Status WithContext(const Status& status, std::string_view context) {
 StatusOr<std::chrono::system_clock::time_point> ParseIso8601(std::string_view text) {
   using namespace std::chrono;
   int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
-  const auto bad = [&] { return InvalidArgumentError("invalid ISO 8601 time '" + std::string(text) + "'"); };
+  const auto bad = [&] {
+    return InvalidArgumentError("invalid ISO 8601 time '" + std::string(text.substr(0, kMaxQuotedTimestamp)) + "'");
+  };
   if (text.size() < 19 || !ParseDigits(text, 0, 4, year) || text[4] != '-' || !ParseDigits(text, 5, 2, month) ||
       text[7] != '-' || !ParseDigits(text, 8, 2, day) || (text[10] != 'T' && text[10] != 't') ||
       !ParseDigits(text, 11, 2, hour) || text[13] != ':' || !ParseDigits(text, 14, 2, minute) || text[16] != ':' ||
@@ -96,7 +84,7 @@ StatusOr<std::chrono::system_clock::time_point> ParseIso8601(std::string_view te
   } else if (pos < text.size() && (text[pos] == '+' || text[pos] == '-')) {
     int oh = 0, om = 0;
     if (!ParseDigits(text, pos + 1, 2, oh) || pos + 3 >= text.size() || text[pos + 3] != ':' ||
-        !ParseDigits(text, pos + 4, 2, om)) {
+        !ParseDigits(text, pos + 4, 2, om) || oh > 23 || om > 59) {
       return bad();
     }
     offset = hours(oh) + minutes(om);
@@ -188,11 +176,11 @@ Status StsErrorToStatus(int http_status, const std::optional<StsError>& error) {
 StatusOr<AssumeRoleResult> ParseAssumeRoleResponse(std::string_view body, std::string_view role_arn) {
   pugi::xml_document doc;
   const pugi::xml_parse_result parsed = doc.load_buffer(body.data(), body.size());
-  if (!parsed) return InternalError(std::string("STS response is not XML: ") + parsed.description());
+  if (!parsed) return InternalError(std::string("response is not XML: ") + parsed.description());
   const pugi::xml_node root = doc.document_element();
   const std::string_view root_name = LocalName(root);
   if (!root_name.ends_with("Response")) {
-    return InternalError("unexpected STS response element <" + std::string(root_name) + ">");
+    return InternalError("unexpected response element <" + std::string(root_name) + ">");
   }
   // <XResponse><XResult>: the result element is named after the action.
   pugi::xml_node result;
@@ -202,9 +190,9 @@ StatusOr<AssumeRoleResult> ParseAssumeRoleResponse(std::string_view body, std::s
       break;
     }
   }
-  if (!result) return InternalError("STS response without a result element");
+  if (!result) return InternalError("response without a result element");
   const pugi::xml_node credentials = Child(result, "Credentials");
-  if (!credentials) return InternalError("STS response without Credentials");
+  if (!credentials) return InternalError("response without Credentials");
 
   AssumeRoleResult out;
   out.credentials.access_key_id = ChildText(credentials, "AccessKeyId");
@@ -212,12 +200,12 @@ StatusOr<AssumeRoleResult> ParseAssumeRoleResponse(std::string_view body, std::s
   out.credentials.session_token = ChildText(credentials, "SessionToken");
   if (out.credentials.access_key_id.empty() || out.credentials.secret_access_key.empty() ||
       out.credentials.session_token.empty()) {
-    return InternalError("STS response with incomplete Credentials");
+    return InternalError("response with incomplete Credentials");
   }
   const std::string expiration = ChildText(credentials, "Expiration");
-  if (expiration.empty()) return InternalError("STS response without Expiration");
+  if (expiration.empty()) return InternalError("response without Expiration");
   StatusOr<std::chrono::system_clock::time_point> expires = ParseIso8601(expiration);
-  if (!expires.ok()) return InternalError("STS response: Expiration: " + expires.status().message());
+  if (!expires.ok()) return InternalError("Expiration: " + expires.status().message());
   out.credentials.expiration = *expires;
 
   const pugi::xml_node user = Child(result, "AssumedRoleUser");
@@ -250,6 +238,22 @@ std::string EncodeAssumeRoleForm(const AssumeRoleParams& params) {
   return form;
 }
 
+std::string EncodeAssumeRoleWithWebIdentityForm(const AssumeRoleWithWebIdentityParams& params) {
+  std::string form;
+  AppendParam(form, "Action", "AssumeRoleWithWebIdentity");
+  AppendParam(form, "Version", kStsVersion);
+  AppendParam(form, "RoleArn", params.role_arn);
+  AppendParam(form, "RoleSessionName", params.role_session_name);
+  AppendParam(form, "WebIdentityToken", params.web_identity_token);
+  if (params.duration_seconds) AppendParam(form, "DurationSeconds", std::to_string(*params.duration_seconds));
+  return form;
+}
+
+bool IsRoleSessionNameChar(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '+' ||
+         c == '=' || c == ',' || c == '.' || c == '@' || c == '-';
+}
+
 std::string StsEndpointForRegion(std::string_view region) {
   if (region.empty()) return "https://sts.amazonaws.com";
   const std::string_view suffix = region.starts_with("cn-") ? ".amazonaws.com.cn" : ".amazonaws.com";
@@ -260,7 +264,7 @@ std::string MakeRoleSessionName(std::string_view cluster_name, std::string_view 
   std::string name = "eks-";
   name.append(cluster_name).append("-").append(pod_name).append("-").append(suffix);
   for (char& c : name) {
-    if (!IsSessionNameChar(c)) c = '-';
+    if (!IsRoleSessionNameChar(c)) c = '-';
   }
   if (name.size() > kMaxRoleSessionName) name.resize(kMaxRoleSessionName);
   return name;
@@ -337,14 +341,7 @@ StatusOr<AssumeRoleResult> StsClient::AssumeRoleAs(const AwsCredentials& signer,
 
 StatusOr<AssumeRoleResult> StsClient::AssumeRoleWithWebIdentity(const AssumeRoleWithWebIdentityParams& params,
                                                                 StsCallInfo* info) {
-  std::string form;
-  AppendParam(form, "Action", "AssumeRoleWithWebIdentity");
-  AppendParam(form, "Version", kStsVersion);
-  AppendParam(form, "RoleArn", params.role_arn);
-  AppendParam(form, "RoleSessionName", params.role_session_name);
-  AppendParam(form, "WebIdentityToken", params.web_identity_token);
-  if (params.duration_seconds) AppendParam(form, "DurationSeconds", std::to_string(*params.duration_seconds));
-  StatusOr<AssumeRoleResult> result = Call(form, nullptr, params.role_arn, info);
+  StatusOr<AssumeRoleResult> result = Call(EncodeAssumeRoleWithWebIdentityForm(params), nullptr, params.role_arn, info);
   if (!result.ok()) return WithContext(result.status(), "sts AssumeRoleWithWebIdentity " + params.role_arn);
   return result;
 }

@@ -350,6 +350,7 @@ TEST_CASE("ParseIso8601 handles fractions and offsets", "[sts]") {
   using namespace std::chrono;
   const auto base = system_clock::time_point(seconds(1573306481));  // 2019-11-09T13:34:41Z
   CHECK(*pi::ParseIso8601("2019-11-09T13:34:41Z") == base);
+  CHECK(*pi::ParseIso8601("2019-11-09t13:34:41z") == base);  // RFC 3339 allows lower case
   CHECK(*pi::ParseIso8601("2019-11-09T13:34:41.5Z") == base + milliseconds(500));
   CHECK(*pi::ParseIso8601("2019-11-09T14:34:41+01:00") == base);
   CHECK(*pi::ParseIso8601("2019-11-09T12:04:41-01:30") == base);
@@ -357,8 +358,73 @@ TEST_CASE("ParseIso8601 handles fractions and offsets", "[sts]") {
         base + duration_cast<system_clock::duration>(nanoseconds(123456789)));
   for (const char* bad : {"", "2019-11-09", "2019-11-09T13:34:41", "2019-13-09T13:34:41Z", "2019-02-30T00:00:00Z",
                           "2019-11-09T13:34:41.Z", "2019-11-09T13:34:41Zjunk", "2019-11-09 13:34:41Z"}) {
+    INFO(bad);
     CHECK_FALSE(pi::ParseIso8601(bad).ok());
   }
+}
+
+// The cases the agent's credential chain relied on (IMDS JSON, web identity XML) when it
+// had its own parser.
+TEST_CASE("ParseIso8601 reads the timestamps of the agent's credential sources", "[sts]") {
+  using namespace std::chrono;
+  const auto base = system_clock::time_point(seconds(1'700'000'000));  // 2023-11-14T22:13:20Z
+  CHECK(*pi::ParseIso8601("2023-11-14T22:13:20Z") == base);
+  CHECK(*pi::ParseIso8601("2023-11-14T22:13:20.5Z") == base + milliseconds(500));
+  CHECK(*pi::ParseIso8601("2023-11-14T22:13:20.123456789Z") ==
+        base + duration_cast<system_clock::duration>(nanoseconds(123456789)));
+  CHECK(*pi::ParseIso8601("2023-11-14T22:13:20+00:00") == base);
+  CHECK(*pi::ParseIso8601("2023-11-14T22:13:20-00:00") == base);
+  CHECK(*pi::ParseIso8601("2023-11-15T00:13:20+02:00") == base);
+  CHECK(*pi::ParseIso8601("2023-11-14T20:13:20-02:00") == base);
+  CHECK(*pi::ParseIso8601("2023-11-14T22:13:20+23:59") == base - hours(23) - minutes(59));
+  CHECK(*pi::ParseIso8601("2000-02-29T00:00:00Z") == system_clock::time_point(seconds(951782400)));
+  CHECK(*pi::ParseIso8601("2016-12-31T23:59:60Z") == system_clock::time_point(seconds(1483228800)));  // leap second
+  for (const char* bad : {"", "2023-11-14", "2023-11-14T22:13:20", "2023-11-14 22:13:20Z", "2023-13-14T22:13:20Z",
+                          "2023-11-14T22:13:20.Z", "2023-11-14T22:13:20+0200", "1700000000",
+                          // Impossible dates and offsets (the chain's old parser let these through).
+                          "2023-02-30T00:00:00Z", "2023-04-31T00:00:00Z", "2023-11-14T22:13:20+24:00",
+                          "2023-11-14T22:13:20+00:60", "2023-11-14T24:00:00Z", "2023-11-14T22:60:00Z",
+                          "2023-11-14T22:13:20+02", "2023-11-14T22:13:20+02:00 "}) {
+    INFO(bad);
+    CHECK_FALSE(pi::ParseIso8601(bad).ok());
+  }
+}
+
+TEST_CASE("ParseIso8601 errors quote a bounded part of the input", "[sts]") {
+  pi::StatusOr<std::chrono::system_clock::time_point> bad = pi::ParseIso8601("soon");
+  CHECK(bad.status().code() == pi::StatusCode::kInvalidArgument);
+  CHECK(bad.status().message() == "invalid ISO 8601 time 'soon'");
+  const std::string long_text(1000, 'x');
+  CHECK(pi::ParseIso8601(long_text).status().message() == "invalid ISO 8601 time '" + std::string(64, 'x') + "'");
+}
+
+TEST_CASE("AccountIdFromArn takes exactly 12 digits from the fifth field", "[sts]") {
+  CHECK(pi::AccountIdFromArn("arn:aws:sts::111122223333:assumed-role/agent-role/session") == "111122223333");
+  CHECK(pi::AccountIdFromArn("arn:aws-cn:iam::123456789012:role/x") == "123456789012");
+  CHECK(pi::AccountIdFromArn("arn:aws:eks:us-west-2:123456789012:cluster/demo") == "123456789012");
+  for (const char* bad : {"", "arn:aws:iam::12345:role/x", "arn:aws:iam::1234567890123:role/x",
+                          "arn:aws:iam::12345678901a:role/x", "arn:aws:iam::123456789012",
+                          "xrn:aws:iam::123456789012:role/x", "arn:aws:iam:123456789012:role/x"}) {
+    INFO(bad);
+    CHECK(pi::AccountIdFromArn(bad).empty());
+  }
+}
+
+TEST_CASE("Pretty-printed success documents are trimmed", "[sts]") {
+  const std::string body =
+      "<AssumeRoleResponse>\n  <AssumeRoleResult>\n    <Credentials>\n"
+      "      <AccessKeyId>\n        ASIAPRETTY\n      </AccessKeyId>\n"
+      "      <SecretAccessKey> S </SecretAccessKey>\n      <SessionToken>\tT\r\n</SessionToken>\n"
+      "      <Expiration>\n        2030-01-01T00:00:00Z\n      </Expiration>\n    </Credentials>\n"
+      "    <AssumedRoleUser><Arn> arn:aws:sts::999988887777:assumed-role/x/s </Arn></AssumedRoleUser>\n"
+      "  </AssumeRoleResult>\n</AssumeRoleResponse>\n";
+  pi::StatusOr<pi::AssumeRoleResult> result = pi::ParseAssumeRoleResponse(body, "");
+  REQUIRE(result.ok());
+  CHECK(result->credentials.access_key_id == "ASIAPRETTY");
+  CHECK(result->credentials.secret_access_key == "S");
+  CHECK(result->credentials.session_token == "T");
+  CHECK(result->assumed_role_arn == "arn:aws:sts::999988887777:assumed-role/x/s");
+  CHECK(result->credentials.account_id == "999988887777");
 }
 
 TEST_CASE("STS errors map to Status codes and keep the STS code", "[sts]") {
@@ -492,6 +558,16 @@ TEST_CASE("AssumeRoleWithWebIdentity is unsigned and never echoes the token", "[
   REQUIRE_FALSE(result.ok());
   CHECK(result.status().code() == pi::StatusCode::kUnauthenticated);
   CHECK(result.status().message().find("payload.sig") == std::string::npos);
+}
+
+TEST_CASE("The AssumeRoleWithWebIdentity form is the one STS expects", "[sts]") {
+  CHECK(pi::EncodeAssumeRoleWithWebIdentityForm(
+            {"arn:aws:iam::111122223333:role/a b", "s@1", "x.y_z-~+/=", std::nullopt}) ==
+        "Action=AssumeRoleWithWebIdentity&Version=2011-06-15"
+        "&RoleArn=arn%3Aaws%3Aiam%3A%3A111122223333%3Arole%2Fa%20b&RoleSessionName=s%401"
+        "&WebIdentityToken=x.y_z-~%2B%2F%3D");
+  CHECK(pi::EncodeAssumeRoleWithWebIdentityForm({"arn:aws:iam::1:role/r", "s", "t", 900}).ends_with(
+      "&WebIdentityToken=t&DurationSeconds=900"));
 }
 
 TEST_CASE("The form encoding percent-encodes reserved characters", "[sts]") {

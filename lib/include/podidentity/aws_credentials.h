@@ -106,9 +106,10 @@ struct WebIdentityOptions {
 // AWS_ROLE_SESSION_NAME, default "pod-identity-agent-<unix seconds>"). The request is an
 // unsigned form POST (the token is the proof); the token file is read on every call
 // because Kubernetes rotates it. Not configured (kNotFound) when either variable is
-// unset. STS errors map to codes: AccessDenied -> kPermissionDenied,
-// InvalidIdentityToken / ExpiredToken* / IDPRejectedClaim -> kUnauthenticated,
-// throttling -> kResourceExhausted, 5xx and transport -> kUnavailable.
+// unset. STS errors map to codes as StsErrorToStatus (sts_client.h) documents, e.g.
+// AccessDenied -> kPermissionDenied, InvalidIdentityToken / ExpiredTokenException /
+// IDPRejectedClaim -> kUnauthenticated, throttling -> kResourceExhausted, 5xx ->
+// kUnavailable; transport failures -> kUnavailable (kDeadlineExceeded on a timeout).
 // Thread-safety: thread-safe (immutable; the HttpClient is thread-safe).
 class WebIdentityCredentialsProvider final : public AwsCredentialsProvider {
  public:
@@ -122,12 +123,18 @@ class WebIdentityCredentialsProvider final : public AwsCredentialsProvider {
   const WebIdentityOptions options_;
 };
 
-// The pure parts of the web identity call, exposed for tests.
-// The form body of the request (application/x-www-form-urlencoded, RFC 3986 encoding).
-std::string BuildAssumeRoleWithWebIdentityBody(std::string_view role_arn, std::string_view session_name,
-                                               std::string_view token);
-// Parses an STS response (success document or ErrorResponse) for `http_status`.
-StatusOr<AwsCredentials> ParseAssumeRoleWithWebIdentityResponse(int http_status, std::string_view body);
+// The pure part of the web identity call, exposed for tests (the form body is
+// EncodeAssumeRoleWithWebIdentityForm in sts_client.h). Parses STS's answer with the
+// sts_client parsers:
+//  - an error (HTTP status not 200, or an error document even with 200):
+//    "STS AssumeRoleWithWebIdentity failed: HTTP <status>[ <Code>[: <Message>]]", the
+//    message cut to 512 characters; the code is StsErrorToStatus's, kInternal for a 200;
+//  - success: ParseAssumeRoleResponse's credentials (account id from the assumed-role
+//    ARN, else from `role_arn`); a malformed document is kInternal, prefixed
+//    "STS AssumeRoleWithWebIdentity: ".
+// No message quotes a credential or the token.
+StatusOr<AwsCredentials> ParseAssumeRoleWithWebIdentityResponse(int http_status, std::string_view body,
+                                                                std::string_view role_arn = {});
 
 struct ImdsOptions {
   // Empty: AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254.
@@ -224,9 +231,5 @@ struct DefaultChainOptions {
 std::unique_ptr<AwsCredentialsProvider> MakeDefaultCredentialsChain(HttpClient& http, const Clock& clock,
                                                                     EnvLookup env,
                                                                     DefaultChainOptions options = {});
-
-// "2024-01-02T03:04:05Z", with optional fractional seconds and "+00:00" / "-00:00"
-// accepted for "Z"; other offsets are applied. Exposed for tests.
-StatusOr<std::chrono::system_clock::time_point> ParseAwsTimestamp(std::string_view text);
 
 }  // namespace podidentity

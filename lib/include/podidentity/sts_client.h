@@ -92,11 +92,18 @@ std::optional<StsError> ParseStsError(std::string_view body);
 Status StsErrorToStatus(int http_status, const std::optional<StsError>& error);
 
 // Parses <AssumeRoleResponse> / <AssumeRoleWithWebIdentityResponse> (the result element
-// is found by name). Expiration accepts ISO 8601 UTC with optional fractional seconds of
-// any length (radosgw sends 9 digits) and a "Z" or numeric offset.
+// is found by name; element text is trimmed). Expiration goes through ParseIso8601. The
+// account id comes from the assumed-role ARN, else from `role_arn` (may be empty).
+// Errors are kInternal with messages meant to follow the caller's context
+// ("response without Credentials", "Expiration: ..."); none quotes a credential.
 StatusOr<AssumeRoleResult> ParseAssumeRoleResponse(std::string_view body, std::string_view role_arn);
 
-// "2019-11-09T13:34:41Z", "2019-11-09T13:34:41.123456789Z", "...+01:00".
+// The one timestamp parser for AWS answers (STS XML, IMDS JSON): ISO 8601 date and time
+// "YYYY-MM-DDTHH:MM:SS", optional fractional seconds of any length (radosgw sends 9
+// digits; beyond nanoseconds they are truncated), then "Z" or a "+HH:MM" / "-HH:MM"
+// offset, which is applied. 'T' and 'Z' may be lower case (RFC 3339 allows it). Rejected:
+// no zone (ambiguous), "+HHMM", impossible dates (2019-02-30), offsets beyond 23:59,
+// trailing text. The error (kInvalidArgument) quotes at most 64 characters of `text`.
 StatusOr<std::chrono::system_clock::time_point> ParseIso8601(std::string_view text);
 // The 12-digit account of "arn:<partition>:<service>::<account>:...", or empty.
 std::string AccountIdFromArn(std::string_view arn);
@@ -104,6 +111,12 @@ std::string AccountIdFromArn(std::string_view arn);
 // The form body of an AssumeRole call (Action, Version, then the parameters; values
 // percent-encoded as SigV4 encodes them). Exposed for tests.
 std::string EncodeAssumeRoleForm(const AssumeRoleParams& params);
+
+// The form body of an AssumeRoleWithWebIdentity call (unsigned: the token is the proof).
+std::string EncodeAssumeRoleWithWebIdentityForm(const AssumeRoleWithWebIdentityParams& params);
+
+// STS's RoleSessionName charset [\w+=,.@-] (IAM role names use the same one).
+bool IsRoleSessionNameChar(char c);
 
 // The regional STS endpoint: https://sts.<region>.amazonaws.com, or .amazonaws.com.cn for
 // cn-* regions; the global endpoint https://sts.amazonaws.com for an empty region.
