@@ -139,6 +139,13 @@ StatusOr<std::unique_ptr<Wiring>> Wiring::Create(const AgentConfig& config, cons
     // a limit below that gives oversized tokens their own reason code. Projected
     // service-account tokens are 1-2 KiB.
     options.max_token_bytes = kMaxTokenBytes;
+    auto& verified = metrics.AddCounter("pod_identity_agent_token_verifications_total",
+                                        "Tokens that verified locally, by source: signature (full check) or "
+                                        "cache (the verified-token cache).",
+                                        {"source"});
+    Counter& by_signature = verified.With({"signature"});
+    Counter& by_cache = verified.With({"cache"});
+    options.on_success = [&by_signature, &by_cache](bool from_cache) { (from_cache ? by_cache : by_signature).Inc(); };
     wiring->token_verifier_ = std::make_unique<JwtVerifier>(*wiring->jwks_, clock, options);
   } else {
     TokenReviewVerifierOptions options;

@@ -256,6 +256,13 @@ JwtVerifier::JwtVerifier(JwksSource& keys, const Clock& clock, JwtVerifierOption
     : keys_(keys), clock_(clock), options_(std::move(options)) {}
 
 TokenVerifyResult JwtVerifier::Verify(std::string_view token) {
+  bool from_cache = false;
+  TokenVerifyResult result = VerifyWithCache(token, &from_cache);
+  if (options_.on_success && std::holds_alternative<VerifiedIdentity>(result)) options_.on_success(from_cache);
+  return result;
+}
+
+TokenVerifyResult JwtVerifier::VerifyWithCache(std::string_view token, bool* from_cache) {
   if (options_.verified_cache_entries == 0 || token.size() > options_.max_token_bytes) {
     return VerifyUncached(token, nullptr);
   }
@@ -277,6 +284,7 @@ TokenVerifyResult JwtVerifier::Verify(std::string_view token) {
   // still rejected by its header before any key lookup).
   if (cached && keys_.Current() == cached->jwks) {
     cache_hits_.fetch_add(1, std::memory_order_relaxed);
+    *from_cache = true;
     return std::move(cached->identity);
   }
   std::shared_ptr<const Jwks> verified_with;

@@ -289,8 +289,12 @@ class SdkClientsTest(AgentTestCase):
     def test_probes_and_metrics(self):
         self.assertEqual(self.agent.get(path="/healthz", port=self.agent.probe_port)[0], 200)
         self.assertEqual(self.agent.get(path="/readyz", port=self.agent.probe_port)[0], 200)
-        self.agent.get(self.keys.mint(pod_name="m", pod_uid="uid-m"))
+        token = self.keys.mint(pod_name="m", pod_uid="uid-m")
+        self.assertEqual(self.agent.get(token)[0], 200)
+        self.assertEqual(self.agent.get(token)[0], 200)  # the same token: the verified-token cache
         metrics = self.agent.metrics()
+        self.assertRegex(metrics, r'pod_identity_agent_token_verifications_total\{source="signature"\} [1-9]')
+        self.assertRegex(metrics, r'pod_identity_agent_token_verifications_total\{source="cache"\} [1-9]')
         self.assertRegex(metrics, r'pod_identity_agent_requests_total\{code="200",outcome="ok"\} [1-9]')
         self.assertIn("pod_identity_agent_cache_total{outcome=", metrics)
         self.assertIn("pod_identity_agent_broker_duration_seconds_count", metrics)

@@ -485,6 +485,21 @@ TEST_CASE("A verified token is answered from the cache until a rule says otherwi
   }
 }
 
+TEST_CASE("on_success reports each successful verification and whether the cache answered", "[jwt][cache]") {
+  Fixture f;
+  std::vector<bool> calls;
+  pi::JwtVerifierOptions options = f.options;
+  options.on_success = [&calls](bool from_cache) { calls.push_back(from_cache); };
+  pi::JwtVerifier verifier(f.source, f.clock, options);
+  const std::string token = f.Mint(f.rsa, f.Claims());
+  ExpectIdentity(verifier, token);
+  ExpectIdentity(verifier, token);
+  std::string tampered = token;
+  tampered[tampered.size() - 5] = tampered[tampered.size() - 5] == 'A' ? 'B' : 'A';
+  ExpectError(verifier, tampered, TokenError::kBadSignature);  // failures are not reported
+  CHECK(calls == std::vector<bool>{false, true});
+}
+
 TEST_CASE("A cached token never outlives its exp plus the leeway", "[jwt][cache]") {
   Fixture f;
   auto claims = f.Claims();

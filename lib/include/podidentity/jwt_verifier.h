@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <cstddef>
 #include <map>
 #include <mutex>
@@ -92,6 +93,9 @@ struct JwtVerifierOptions {
   // Only successes are cached. 0 entries turns the cache off.
   size_t verified_cache_entries = 10000;
   std::chrono::seconds verified_cache_ttl{300};
+  // Called after each successful verification; from_cache says whether the
+  // verified-token cache answered. For metrics: must be cheap and thread-safe.
+  std::function<void(bool from_cache)> on_success;
 };
 
 // Local verification against a JwksSource. Order: size, structure, header (strict
@@ -119,6 +123,7 @@ class JwtVerifier final : public ServiceAccountTokenVerifier {
     std::shared_ptr<const Jwks> jwks;  // the snapshot it was verified against (kept alive: no ABA)
     std::chrono::system_clock::time_point valid_until;
   };
+  TokenVerifyResult VerifyWithCache(std::string_view token, bool* from_cache);
   TokenVerifyResult VerifyUncached(std::string_view token, std::shared_ptr<const Jwks>* verified_with);
   void Remember(std::string digest, const VerifiedIdentity& identity, std::shared_ptr<const Jwks> jwks);
 
