@@ -37,8 +37,10 @@ namespace {
 
 constexpr int kListenBacklog = 1024;
 
+}  // namespace
+
 // Applies what cpp-httplib 0.11.4 gets wrong by default (FIELD-NOTES.md).
-void Tune(httplib::Server& server, const ServerOptions& options, int threads, int* listen_fd) {
+void TuneHttpServer(httplib::Server& server, const ServerOptions& options, int threads, int* listen_fd) {
   server.set_tcp_nodelay(true);
   server.set_keep_alive_max_count(100000);
   server.set_keep_alive_timeout(options.keep_alive_timeout_seconds);
@@ -64,7 +66,7 @@ void Tune(httplib::Server& server, const ServerOptions& options, int threads, in
 }
 
 // Binds host:port (0: ephemeral) and raises the backlog from cpp-httplib's 5.
-int Bind(httplib::Server& server, const ListenAddress& address, const int* listen_fd) {
+int BindHttpServer(httplib::Server& server, const ListenAddress& address, const int* listen_fd) {
   int port = address.port;
   if (port == 0) {
     port = server.bind_to_any_port(address.host);
@@ -75,6 +77,8 @@ int Bind(httplib::Server& server, const ListenAddress& address, const int* liste
   if (*listen_fd >= 0) ::listen(*listen_fd, kListenBacklog);
   return port;
 }
+
+namespace {
 
 void Json(httplib::Response& response, int status, const std::string& body) {
   response.status = status;
@@ -142,7 +146,7 @@ Status AgentServer::Start() {
   for (const ListenAddress& address : options_.credentials) {
     auto server = std::make_unique<httplib::Server>();
     auto fd = std::make_shared<int>(-1);
-    Tune(*server, options_, options_.threads, fd.get());
+    TuneHttpServer(*server, options_, options_.threads, fd.get());
     for (const char* pattern : {".*"}) {
       server->Get(pattern, credentials_route);
       server->Post(pattern, credentials_route);
@@ -151,7 +155,7 @@ Status AgentServer::Start() {
       server->Patch(pattern, credentials_route);
       server->Options(pattern, credentials_route);
     }
-    const int port = Bind(*server, address, fd.get());
+    const int port = BindHttpServer(*server, address, fd.get());
     if (port < 0) {
       // An IPv4-only node cannot bind fd00:ec2::23: keep serving the other family.
       log::Error("cannot listen on a credentials address; the others keep serving",
@@ -170,7 +174,7 @@ Status AgentServer::Start() {
 
   auto probes = std::make_unique<httplib::Server>();
   auto probe_fd = std::make_shared<int>(-1);
-  Tune(*probes, options_, 2, probe_fd.get());
+  TuneHttpServer(*probes, options_, 2, probe_fd.get());
   probes->Get("/healthz", [](const httplib::Request&, httplib::Response& response) {
     Json(response, 200, "{\"status\":\"ok\"}");
   });
@@ -178,7 +182,7 @@ Status AgentServer::Start() {
     const bool ready = ready_ ? ready_() : true;
     Json(response, ready ? 200 : 503, ready ? "{\"status\":\"ready\"}" : "{\"status\":\"not ready\"}");
   });
-  probe_port_ = Bind(*probes, options_.probes, probe_fd.get());
+  probe_port_ = BindHttpServer(*probes, options_.probes, probe_fd.get());
   if (probe_port_ < 0) {
     return UnavailableError("could not listen on the probe address " + options_.probes.host + ":" +
                             std::to_string(options_.probes.port));
@@ -188,11 +192,11 @@ Status AgentServer::Start() {
 
   auto metrics = std::make_unique<httplib::Server>();
   auto metrics_fd = std::make_shared<int>(-1);
-  Tune(*metrics, options_, 2, metrics_fd.get());
+  TuneHttpServer(*metrics, options_, 2, metrics_fd.get());
   metrics->Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
     response.set_content(registry_.Render(), "text/plain; version=0.0.4; charset=utf-8");
   });
-  metrics_port_ = Bind(*metrics, options_.metrics, metrics_fd.get());
+  metrics_port_ = BindHttpServer(*metrics, options_.metrics, metrics_fd.get());
   if (metrics_port_ < 0) {
     return UnavailableError("could not listen on the metrics address " + options_.metrics.host + ":" +
                             std::to_string(options_.metrics.port));

@@ -38,6 +38,14 @@ struct ServerOptions {
   size_t max_body_bytes = 4096;  // GET requests carry no body
 };
 
+// The agent's cpp-httplib settings (TCP_NODELAY, keep-alive limits, timeouts, body
+// limit, JSON error bodies, a `threads` pool); *listen_fd receives the listening socket.
+// Public so that bench/micro/httplib_static measures exactly the agent's server.
+void TuneHttpServer(httplib::Server& server, const ServerOptions& options, int threads, int* listen_fd);
+// Binds host:port (0: ephemeral) and raises the backlog from cpp-httplib's 5 (after
+// TuneHttpServer). Returns the port, or -1.
+int BindHttpServer(httplib::Server& server, const ListenAddress& address, const int* listen_fd);
+
 struct AgentMetrics;  // defined in server.cc
 
 // Thread-safety: Start/Stop from one thread; handlers run on cpp-httplib's pools.

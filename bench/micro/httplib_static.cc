@@ -1,8 +1,9 @@
 // httplib-static: a second baseline for bench/agent (a benchmark tool, not a test).
 //
-// cpp-httplib's server with the agent's settings (TCP_NODELAY, unlimited keep-alive,
-// read/write timeouts, a 16-thread pool, backlog 1024) answering GET <path> with a fixed
-// body and nothing else: no token check, no cache, no logging, no metrics. The agent's
+// cpp-httplib's server with the agent's settings (the agent's own TuneHttpServer and
+// BindHttpServer with its default ServerOptions: TCP_NODELAY, keep-alive limits,
+// timeouts, a 16-thread pool, backlog 1024) answering GET <path> with a fixed body and
+// nothing else: no token check, no cache, no logging, no metrics. The agent's
 // throughput relative to this is what our request handling costs; this relative to nginx
 // is what the server model (one blocking thread per keep-alive connection) costs.
 //
@@ -10,7 +11,6 @@
 // Prints {"port":P} when listening; stops on SIGTERM / SIGINT.
 #include <pthread.h>
 #include <signal.h>
-#include <sys/socket.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -19,6 +19,8 @@
 #include <sstream>
 #include <string>
 #include <thread>
+
+#include "server.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"httplib-static: cpp-httplib with the agent's settings serving a fixed body (bench/agent baseline)"};
@@ -46,27 +48,17 @@ int main(int argc, char** argv) {
   const std::string body = content.str();
 
   httplib::Server server;
-  server.set_tcp_nodelay(true);
-  server.set_keep_alive_max_count(100000);
-  server.set_keep_alive_timeout(5);
-  server.set_read_timeout(5, 0);
-  server.set_write_timeout(5, 0);
-  server.set_payload_max_length(64 * 1024);
-  server.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  podidentity::agent::ServerOptions options;  // the agent's defaults
   int listen_fd = -1;
-  server.set_socket_options([&listen_fd](int fd) {
-    httplib::default_socket_options(fd);
-    listen_fd = fd;
-  });
+  podidentity::agent::TuneHttpServer(server, options, threads, &listen_fd);
   server.Get(path, [&body](const httplib::Request&, httplib::Response& response) {
     response.set_content(body, "application/json");
   });
-  const int bound = port == 0 ? server.bind_to_any_port("127.0.0.1") : (server.bind_to_port("127.0.0.1", port) ? port : -1);
+  const int bound = podidentity::agent::BindHttpServer(server, {"127.0.0.1", port}, &listen_fd);
   if (bound <= 0) {
     std::fprintf(stderr, "httplib-static: cannot bind 127.0.0.1:%d\n", port);
     return 1;
   }
-  if (listen_fd >= 0) ::listen(listen_fd, 1024);
   std::thread stopper([&server, &stop_signals] {
     int signal_number = 0;
     sigwait(&stop_signals, &signal_number);
