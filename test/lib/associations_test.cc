@@ -1,4 +1,5 @@
 #include "podidentity/associations.h"
+#include "test_support.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -19,33 +20,13 @@ std::string DumpYamlForTest(std::string_view text, bool fast);
 }  // namespace podidentity::internal
 
 namespace podidentity {
+using podidentity::testing::TempDir;
+
 namespace {
 
 namespace fs = std::filesystem;
 
 constexpr const char* kRole = "arn:aws:iam::111122223333:role/eks-pod-s3-readonly-access";
-
-// A unique temporary directory, removed with its contents at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    std::string templ = (fs::temp_directory_path() / "assoc-test-XXXXXX").string();
-    std::vector<char> buf(templ.begin(), templ.end());
-    buf.push_back('\0');
-    REQUIRE(::mkdtemp(buf.data()) != nullptr);
-    path_ = buf.data();
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 void WriteFile(const fs::path& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

@@ -18,6 +18,11 @@
 #include <vector>
 
 #include "fake_http_client.h"
+#include "test_support.h"
+
+using podidentity::testing::Signal;
+
+using podidentity::testing::TempDir;
 
 namespace {
 
@@ -44,30 +49,6 @@ EnvLookup MapEnv(std::map<std::string, std::string> vars) {
     return it->second;
   };
 }
-
-// A fresh directory under the system temp dir, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "aws-credentials-test-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  std::string Write(const std::string& name, const std::string& content) const {
-    const std::string file = (path_ / name).string();
-    std::ofstream out(file, std::ios::binary | std::ios::trunc);
-    out << content;
-    return file;
-  }
-  std::string path() const { return path_.string(); }
-
- private:
-  std::filesystem::path path_;
-};
 
 void CheckNoSecrets(const std::string& message) {
   INFO(message);
@@ -141,28 +122,6 @@ AwsCredentials Creds(std::string id, std::optional<std::chrono::system_clock::ti
   credentials.expiration = expiration;
   return credentials;
 }
-
-// Counts events and lets a thread wait for a count, with a safety limit so that a
-// regression fails the test instead of hanging it (never reached when the code is right).
-class Signal {
- public:
-  void Notify() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      ++count_;
-    }
-    cv_.notify_all();
-  }
-  bool WaitFor(int count, std::chrono::seconds limit = 10s) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, limit, [&] { return count_ >= count; });
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int count_ = 0;
-};
 
 }  // namespace
 
@@ -302,16 +261,16 @@ TEST_CASE("SharedFileCredentialsProvider") {
     CHECK_FALSE(credentials->expiration.has_value());
   }
   SECTION("$HOME/.aws/credentials and the default profile") {
-    std::filesystem::create_directory(std::filesystem::path(dir.path()) / ".aws");
+    std::filesystem::create_directory(dir.path() / ".aws");
     dir.Write(".aws/credentials", "[default]\naws_access_key_id = AKIAHOME\naws_secret_access_key = home-secret\n");
-    podidentity::SharedFileCredentialsProvider provider(MapEnv({{"HOME", dir.path()}}));
+    podidentity::SharedFileCredentialsProvider provider(MapEnv({{"HOME", dir.path().string()}}));
     auto credentials = provider.GetCredentials();
     REQUIRE(credentials.ok());
     CHECK(credentials->access_key_id == "AKIAHOME");
   }
   SECTION("~/ in AWS_SHARED_CREDENTIALS_FILE") {
     podidentity::SharedFileCredentialsProvider provider(
-        MapEnv({{"AWS_SHARED_CREDENTIALS_FILE", "~/credentials"}, {"HOME", dir.path()}}));
+        MapEnv({{"AWS_SHARED_CREDENTIALS_FILE", "~/credentials"}, {"HOME", dir.path().string()}}));
     auto credentials = provider.GetCredentials();
     REQUIRE(credentials.ok());
     CHECK(credentials->access_key_id == "AKIADEFAULT");
@@ -323,11 +282,11 @@ TEST_CASE("SharedFileCredentialsProvider") {
     CHECK(provider.GetCredentials()->access_key_id == "AKIANEW");
   }
   SECTION("missing file, missing profile, missing key") {
-    podidentity::SharedFileCredentialsProvider no_file(MapEnv({{"HOME", dir.path()}}));
+    podidentity::SharedFileCredentialsProvider no_file(MapEnv({{"HOME", dir.path().string()}}));
     auto a = no_file.GetCredentials();
     REQUIRE_FALSE(a.ok());
     CHECK(a.status().code() == StatusCode::kNotFound);
-    CHECK(a.status().message() == dir.path() + "/.aws/credentials does not exist");
+    CHECK(a.status().message() == dir.Path(".aws/credentials") + " does not exist");
 
     podidentity::SharedFileCredentialsProvider no_home(MapEnv({}));
     CHECK(no_home.GetCredentials().status().code() == StatusCode::kNotFound);
@@ -530,11 +489,11 @@ TEST_CASE("WebIdentityCredentialsProvider sends an unsigned AssumeRoleWithWebIde
     CHECK(http.requests().empty());
   }
   SECTION("token file missing or empty") {
-    vars["AWS_WEB_IDENTITY_TOKEN_FILE"] = dir.path() + "/absent";
+    vars["AWS_WEB_IDENTITY_TOKEN_FILE"] = dir.Path("absent");
     podidentity::WebIdentityCredentialsProvider missing(http, clock, MapEnv(vars));
     auto a = missing.GetCredentials();
     CHECK(a.status().code() == StatusCode::kUnavailable);
-    CHECK(a.status().message() == "web identity token file: " + dir.path() + "/absent does not exist");
+    CHECK(a.status().message() == "web identity token file: " + dir.Path("absent") + " does not exist");
     vars["AWS_WEB_IDENTITY_TOKEN_FILE"] = dir.Write("empty", "\n");
     podidentity::WebIdentityCredentialsProvider empty(http, clock, MapEnv(vars));
     CHECK(empty.GetCredentials().status().code() == StatusCode::kUnavailable);
@@ -919,7 +878,7 @@ TEST_CASE("MakeDefaultCredentialsChain") {
     FakeHttpClient http([](const HttpRequest&) -> StatusOr<HttpResponse> { return Response(500, ""); });
     auto provider = podidentity::MakeDefaultCredentialsChain(
         http, clock,
-        MapEnv({{"AWS_ACCESS_KEY_ID", "AKIAENV"}, {"AWS_SECRET_ACCESS_KEY", kSecret}, {"HOME", dir.path()}}));
+        MapEnv({{"AWS_ACCESS_KEY_ID", "AKIAENV"}, {"AWS_SECRET_ACCESS_KEY", kSecret}, {"HOME", dir.path().string()}}));
     REQUIRE(provider->GetCredentials()->access_key_id == "AKIAENV");
     CHECK(http.requests().empty());
   }
@@ -931,7 +890,7 @@ TEST_CASE("MakeDefaultCredentialsChain") {
         http, clock,
         MapEnv({{"AWS_WEB_IDENTITY_TOKEN_FILE", token_file},
                 {"AWS_ROLE_ARN", "arn:aws:iam::111122223333:role/agent-role"},
-                {"HOME", dir.path()}}));
+                {"HOME", dir.path().string()}}));
     REQUIRE(provider->GetCredentials()->access_key_id == "ASIAEXAMPLEWEBIDENTITY");
     REQUIRE(provider->GetCredentials().ok());
     CHECK(http.requests().size() == 1);
@@ -945,7 +904,7 @@ TEST_CASE("MakeDefaultCredentialsChain") {
   SECTION("IMDS last") {
     FakeImds imds;
     FakeHttpClient http(imds.Handler());
-    auto provider = podidentity::MakeDefaultCredentialsChain(http, clock, MapEnv({{"HOME", dir.path()}}));
+    auto provider = podidentity::MakeDefaultCredentialsChain(http, clock, MapEnv({{"HOME", dir.path().string()}}));
     REQUIRE(provider->GetCredentials()->access_key_id == "ASIAIMDS");
   }
   SECTION("nothing works: every source is named, no secret leaks") {
@@ -959,13 +918,13 @@ TEST_CASE("MakeDefaultCredentialsChain") {
         MapEnv({{"AWS_SECRET_ACCESS_KEY", kSecret},
                 {"AWS_WEB_IDENTITY_TOKEN_FILE", token_file},
                 {"AWS_ROLE_ARN", "arn:aws:iam::111122223333:role/agent-role"},
-                {"HOME", dir.path()}}));
+                {"HOME", dir.path().string()}}));
     auto result = provider->GetCredentials();
     REQUIRE_FALSE(result.ok());
     CHECK(result.status().code() == StatusCode::kUnavailable);
     CHECK(result.status().message() ==
           "no AWS credentials found (environment: AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not; "
-          "shared credentials file: " + dir.path() + "/.aws/credentials does not exist; "
+          "shared credentials file: " + dir.Path(".aws/credentials") + " does not exist; "
           "web identity: STS AssumeRoleWithWebIdentity failed: HTTP 400 InvalidIdentityToken: bad token; "
           "EC2 instance metadata: IMDS at http://169.254.169.254 not reachable: timed out)");
     CheckNoSecrets(result.status().message());

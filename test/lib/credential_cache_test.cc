@@ -1,4 +1,5 @@
 #include "podidentity/credential_cache.h"
+#include "test_support.h"
 
 #include <catch2/catch.hpp>
 
@@ -11,6 +12,8 @@
 #include <stdexcept>
 #include <thread>
 #include <vector>
+
+using podidentity::testing::Signal;
 
 namespace {
 
@@ -53,29 +56,6 @@ struct CountingFetch {
       return answer();
     };
   }
-};
-
-// Counts events and lets a thread wait for a count. The wait has a safety limit so that
-// a regression fails the test instead of hanging it; with correct code the limit is
-// never reached (nothing here sleeps to synchronise).
-class Signal {
- public:
-  void Notify() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      ++count_;
-    }
-    cv_.notify_all();
-  }
-  bool WaitFor(int count, std::chrono::seconds limit = 10s) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, limit, [&] { return count_ >= count; });
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int count_ = 0;
 };
 
 }  // namespace

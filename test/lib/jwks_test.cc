@@ -9,6 +9,7 @@
 
 #include "podidentity/base64.h"
 #include "podidentity/token_minter.h"
+#include "test_support.h"
 
 using podidentity::Jwks;
 using podidentity::SignatureAlgorithm;
@@ -16,20 +17,6 @@ using podidentity::SigningKey;
 using podidentity::VerificationKey;
 
 namespace {
-
-std::string ReadTestData(const std::string& name) {
-  std::ifstream in(std::string(TESTDATA_DIR) + "/jwt/" + name);
-  REQUIRE(in);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
-SigningKey KeyFromFile(const std::string& name, const std::string& kid) {
-  auto key = SigningKey::FromPrivateKeyPem(ReadTestData(name), kid);
-  REQUIRE(key.ok());
-  return *key;
-}
 
 // Replaces the first `"name":"..."` string value in a JWK.
 std::string WithMember(std::string jwk, const std::string& name, const std::string& value) {
@@ -60,8 +47,8 @@ std::string Doc(const std::vector<std::string>& keys) {
 }  // namespace
 
 TEST_CASE("JWKS with an RSA and an EC key parses into usable keys", "[jwks]") {
-  const SigningKey rsa = KeyFromFile("rsa-2048.pem", "rsa-kid");
-  const SigningKey ec = KeyFromFile("ec-p256.pem", "ec-kid");
+  const SigningKey rsa = podidentity::testing::JwtTestKey("rsa-2048.pem", "rsa-kid");
+  const SigningKey ec = podidentity::testing::JwtTestKey("ec-p256.pem", "ec-kid");
   auto jwks = Jwks::Parse(podidentity::JwksJson({rsa, ec}));
   REQUIRE(jwks.ok());
   CHECK(jwks->keys().size() == 2);
@@ -97,7 +84,7 @@ TEST_CASE("JWKS with an RSA and an EC key parses into usable keys", "[jwks]") {
 }
 
 TEST_CASE("A JWK as Kubernetes publishes it (no alg member) is accepted", "[jwks]") {
-  const SigningKey rsa = KeyFromFile("rsa-2048.pem", "k8s");
+  const SigningKey rsa = podidentity::testing::JwtTestKey("rsa-2048.pem", "k8s");
   // kube-apiserver's /openid/v1/jwks: {"use":"sig","kty":"RSA","kid":...,"alg":"RS256","n":...,"e":"AQAB"};
   // some tools omit alg and use: both are optional.
   std::string jwk = WithoutMember(WithoutMember(rsa.PublicJwkJson(), "alg"), "use");
@@ -107,9 +94,9 @@ TEST_CASE("A JWK as Kubernetes publishes it (no alg member) is accepted", "[jwks
 }
 
 TEST_CASE("Unusable keys are skipped with a reason", "[jwks]") {
-  const SigningKey rsa = KeyFromFile("rsa-2048.pem", "good");
-  const SigningKey ec = KeyFromFile("ec-p256.pem", "ec");
-  const SigningKey short_rsa = KeyFromFile("rsa-1024.pem", "short");
+  const SigningKey rsa = podidentity::testing::JwtTestKey("rsa-2048.pem", "good");
+  const SigningKey ec = podidentity::testing::JwtTestKey("ec-p256.pem", "ec");
+  const SigningKey short_rsa = podidentity::testing::JwtTestKey("rsa-1024.pem", "short");
   const std::string good = rsa.PublicJwkJson();
   const std::string ec_jwk = ec.PublicJwkJson();
 
@@ -156,7 +143,7 @@ TEST_CASE("Unusable keys are skipped with a reason", "[jwks]") {
 }
 
 TEST_CASE("A JWKS without a usable key is an error that lists the reasons", "[jwks]") {
-  const SigningKey short_rsa = KeyFromFile("rsa-1024.pem", "short");
+  const SigningKey short_rsa = podidentity::testing::JwtTestKey("rsa-1024.pem", "short");
   auto jwks = Jwks::Parse(Doc({short_rsa.PublicJwkJson()}));
   REQUIRE_FALSE(jwks.ok());
   CHECK_THAT(jwks.status().message(), Catch::Contains("no usable key"));
@@ -173,7 +160,7 @@ TEST_CASE("A JWKS without a usable key is an error that lists the reasons", "[jw
 }
 
 TEST_CASE("JWKS parsing rejects duplicate JSON keys and oversized documents", "[jwks]") {
-  const SigningKey rsa = KeyFromFile("rsa-2048.pem", "good");
+  const SigningKey rsa = podidentity::testing::JwtTestKey("rsa-2048.pem", "good");
   std::string jwk = rsa.PublicJwkJson();
   // A second "kid" inside one key: which one counts would depend on the parser.
   std::string duplicated = jwk.substr(0, jwk.size() - 1) + ",\"kid\":\"other\"}";
@@ -190,8 +177,8 @@ TEST_CASE("JWKS parsing rejects duplicate JSON keys and oversized documents", "[
 }
 
 TEST_CASE("Keys without a kid are only found by algorithm, and only when unique", "[jwks]") {
-  const SigningKey a = KeyFromFile("rsa-2048.pem", "");
-  const SigningKey b = KeyFromFile("rsa-2048-second.pem", "");
+  const SigningKey a = podidentity::testing::JwtTestKey("rsa-2048.pem", "");
+  const SigningKey b = podidentity::testing::JwtTestKey("rsa-2048-second.pem", "");
   auto one = Jwks::Parse(Doc({a.PublicJwkJson()}));
   REQUIRE(one.ok());
   CHECK(one->FindOnly(SignatureAlgorithm::kRS256) != nullptr);

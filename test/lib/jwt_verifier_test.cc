@@ -17,6 +17,7 @@
 #include "podidentity/base64.h"
 #include "podidentity/json_util.h"
 #include "podidentity/token_minter.h"
+#include "test_support.h"
 
 namespace pi = podidentity;
 using pi::TokenError;
@@ -26,20 +27,6 @@ using pi::VerifiedIdentity;
 namespace {
 
 constexpr char kIssuer[] = "https://oidc.cluster.test";
-
-std::string ReadTestData(const std::string& name) {
-  std::ifstream in(std::string(TESTDATA_DIR) + "/jwt/" + name);
-  REQUIRE(in);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
-pi::SigningKey KeyFromFile(const std::string& name, const std::string& kid) {
-  auto key = pi::SigningKey::FromPrivateKeyPem(ReadTestData(name), kid);
-  REQUIRE(key.ok());
-  return *key;
-}
 
 pi::Jwks JwksOf(const std::vector<pi::SigningKey>& keys) {
   auto jwks = pi::Jwks::Parse(pi::JwksJson(keys));
@@ -73,8 +60,8 @@ class ScriptedSource final : public pi::JwksSource {
 
 struct Fixture {
   pi::ManualClock clock;
-  pi::SigningKey rsa = KeyFromFile("rsa-2048.pem", "rsa-1");
-  pi::SigningKey ec = KeyFromFile("ec-p256.pem", "ec-1");
+  pi::SigningKey rsa = podidentity::testing::JwtTestKey("rsa-2048.pem", "rsa-1");
+  pi::SigningKey ec = podidentity::testing::JwtTestKey("ec-p256.pem", "ec-1");
   ScriptedSource source{std::make_shared<const pi::Jwks>(JwksOf({rsa, ec}))};
   pi::JwtVerifierOptions options = [] {
     pi::JwtVerifierOptions o;
@@ -194,7 +181,7 @@ TEST_CASE("A forged or tampered signature is kBadSignature", "[jwt]") {
                 TokenError::kBadSignature);
   }
   // Signed by a key with the same kid that is not in the JWKS.
-  const pi::SigningKey impostor = KeyFromFile("rsa-2048-second.pem", "rsa-1");
+  const pi::SigningKey impostor = podidentity::testing::JwtTestKey("rsa-2048-second.pem", "rsa-1");
   ExpectError(f.verifier, f.Mint(impostor, f.Claims()), TokenError::kBadSignature);
   // An RSA signature under an ES256 header naming the RSA key's kid.
   const std::string payload = pi::BuildClaimsJson(f.Claims());
@@ -367,7 +354,7 @@ TEST_CASE("Structure: oversize, bad base64, wrong part count, strict header JSON
 
 TEST_CASE("An unknown kid asks the source for one refresh, then retries", "[jwt]") {
   Fixture f;
-  const pi::SigningKey rotated = KeyFromFile("rsa-2048-second.pem", "rsa-2");
+  const pi::SigningKey rotated = podidentity::testing::JwtTestKey("rsa-2048-second.pem", "rsa-2");
   const std::string token = f.Mint(rotated, f.Claims());
   ExpectError(f.verifier, token, TokenError::kUnknownKeyId);
   CHECK(f.source.refreshes == 1);
@@ -386,7 +373,7 @@ TEST_CASE("A token without a kid uses the only key of its algorithm", "[jwt]") {
   ExpectIdentity(f.verifier, f.Sign(R"({"alg":"RS256"})", payload, f.rsa));
   ExpectIdentity(f.verifier, f.Sign(R"({"alg":"ES256"})", payload, f.ec));
 
-  const pi::SigningKey second = KeyFromFile("rsa-2048-second.pem", "rsa-2");
+  const pi::SigningKey second = podidentity::testing::JwtTestKey("rsa-2048-second.pem", "rsa-2");
   ScriptedSource two(std::make_shared<const pi::Jwks>(JwksOf({f.rsa, second})));
   pi::JwtVerifier verifier(two, f.clock, f.options);
   ExpectError(verifier, f.Sign(R"({"alg":"RS256"})", payload, f.rsa), TokenError::kUnknownKeyId);
@@ -605,7 +592,7 @@ struct ReviewFixture {
     return o;
   }();
   pi::TokenReviewVerifier verifier{http, clock, options};
-  pi::SigningKey key = KeyFromFile("ec-p256.pem", "ec-1");
+  pi::SigningKey key = podidentity::testing::JwtTestKey("ec-p256.pem", "ec-1");
 
   std::string Token(std::chrono::seconds ttl = std::chrono::seconds(3600)) {
     pi::ServiceAccountTokenClaims claims;
@@ -742,11 +729,11 @@ TEST_CASE("Tokens signed by an independent implementation (Node.js crypto) verif
   options.issuer = kIssuer;
   for (const std::string kid : {"node-es256", "node-rs256"}) {
     DYNAMIC_SECTION(kid) {
-      auto jwks = pi::Jwks::Parse(ReadTestData(kid + ".jwks.json"));
+      auto jwks = pi::Jwks::Parse(podidentity::testing::ReadJwtTestData(kid + ".jwks.json"));
       REQUIRE(jwks.ok());
       pi::StaticJwksSource source(std::move(jwks).value());
       pi::JwtVerifier verifier(source, clock, options);
-      const std::string token = ReadTestData(kid + ".token");
+      const std::string token = podidentity::testing::ReadJwtTestData(kid + ".token");
       const VerifiedIdentity id = ExpectIdentity(verifier, token);
       CHECK(id.pod_name == "node-signed");
       CHECK(id.pod_uid == "11111111-2222-3333-4444-555555555555");

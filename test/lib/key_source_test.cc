@@ -17,48 +17,16 @@
 #include "fake_http_client.h"
 #include "podidentity/jwt_verifier.h"
 #include "podidentity/token_minter.h"
+#include "test_support.h"
 
 namespace pi = podidentity;
 namespace fs = std::filesystem;
 using pi::JwksRefreshResult;
 using pi::JwksRefreshTrigger;
 
+using podidentity::testing::TempDir;
+
 namespace {
-
-std::string ReadTestData(const std::string& name) {
-  std::ifstream in(std::string(TESTDATA_DIR) + "/jwt/" + name);
-  REQUIRE(in);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
-pi::SigningKey KeyFromFile(const std::string& name, const std::string& kid) {
-  auto key = pi::SigningKey::FromPrivateKeyPem(ReadTestData(name), kid);
-  REQUIRE(key.ok());
-  return *key;
-}
-
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() / ("key-source-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  // Writes via a temporary file and rename, as a ConfigMap update swaps files.
-  std::string Write(const std::string& name, const std::string& content) const {
-    const fs::path tmp = path_ / (name + ".tmp");
-    std::ofstream(tmp) << content;
-    fs::rename(tmp, path_ / name);
-    return (path_ / name).string();
-  }
-  std::string Path(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
 
 bool HasHeader(const pi::HttpRequest& request, const std::string& name, const std::string& value) {
   for (const auto& [n, v] : request.headers) {
@@ -77,8 +45,8 @@ struct Recorded {
 struct UrlFixture {
   pi::ManualClock clock;
   TempDir dir;
-  pi::SigningKey rsa = KeyFromFile("rsa-2048.pem", "rsa-1");
-  pi::SigningKey rotated = KeyFromFile("rsa-2048-second.pem", "rsa-2");
+  pi::SigningKey rsa = podidentity::testing::JwtTestKey("rsa-2048.pem", "rsa-1");
+  pi::SigningKey rotated = podidentity::testing::JwtTestKey("rsa-2048-second.pem", "rsa-2");
   std::string token_file = dir.Write("token", "agent-token-1\n");
   std::mutex mu;
   std::string body = pi::JwksJson({rsa});  // guarded by mu
@@ -129,8 +97,8 @@ TEST_CASE("ReadBearerTokenFile trims whitespace and never echoes the content", "
 TEST_CASE("FileJwksSource loads, reloads on change and keeps the last good set", "[key_source]") {
   pi::ManualClock clock;
   TempDir dir;
-  const pi::SigningKey rsa = KeyFromFile("rsa-2048.pem", "rsa-1");
-  const pi::SigningKey ec = KeyFromFile("ec-p256.pem", "ec-1");
+  const pi::SigningKey rsa = podidentity::testing::JwtTestKey("rsa-2048.pem", "rsa-1");
+  const pi::SigningKey ec = podidentity::testing::JwtTestKey("ec-p256.pem", "ec-1");
   const std::string path = dir.Write("jwks.json", pi::JwksJson({rsa}));
   pi::RefreshingJwksSourceOptions options;
   options.refresh_interval = std::chrono::seconds(60);
@@ -176,7 +144,7 @@ TEST_CASE("FileJwksSource::Load fails clearly without a usable key", "[key_sourc
   REQUIRE_FALSE(no_file.ok());
   CHECK_THAT(no_file.message(), Catch::Contains("none.json"));
 
-  const pi::SigningKey short_rsa = KeyFromFile("rsa-1024.pem", "short");
+  const pi::SigningKey short_rsa = podidentity::testing::JwtTestKey("rsa-1024.pem", "short");
   pi::FileJwksSource weak(dir.Write("weak.json", pi::JwksJson({short_rsa})), clock);
   const pi::Status no_key = weak.Load();
   REQUIRE_FALSE(no_key.ok());
@@ -346,7 +314,7 @@ TEST_CASE("The background thread refreshes when due and stops cleanly", "[key_so
 }
 
 TEST_CASE("StaticJwksSource never refreshes", "[key_source]") {
-  const pi::SigningKey ec = KeyFromFile("ec-p256.pem", "ec-1");
+  const pi::SigningKey ec = podidentity::testing::JwtTestKey("ec-p256.pem", "ec-1");
   auto public_key = ec.PublicKey();
   REQUIRE(public_key.ok());
   auto jwks = pi::Jwks::FromKeys({*public_key});

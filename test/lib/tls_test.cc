@@ -1,6 +1,7 @@
 // TLS: certificate parsing, self-signed generation, reload on change, and real
 // handshakes through memory BIOs (no sockets) against the configured SSL_CTX.
 #include "podidentity/tls.h"
+#include "test_support.h"
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
@@ -18,6 +19,8 @@
 
 namespace pt = podidentity::tls;
 namespace fs = std::filesystem;
+
+using podidentity::testing::TempDir;
 
 namespace {
 
@@ -162,20 +165,6 @@ HandshakeResult Handshake(SSL_CTX* server_ctx, const std::string& ca_pem, const 
   return result;
 }
 
-// A private temporary directory, removed at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "tls_test.XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
-};
-
 // Writes through a temporary file and rename(), as a careful deployment tool does.
 void WriteAtomically(const fs::path& path, const std::string& text) {
   const fs::path tmp = path.string() + ".new";
@@ -268,8 +257,8 @@ TEST_CASE("tls: handshakes use the provider's current pair; TLS 1.1 is refused")
 
 TEST_CASE("tls: ServerCertificate reloads changed files and keeps the last good pair") {
   TempDir dir;
-  const fs::path cert = dir.path / "tls.crt";
-  const fs::path key = dir.path / "tls.key";
+  const fs::path cert = dir.path() / "tls.crt";
+  const fs::path key = dir.path() / "tls.key";
   pt::SelfSigned a = Generate();
   pt::SelfSigned b = Generate();
   WriteAtomically(cert, CertPem(a.serving->leaf.get()));
@@ -314,31 +303,31 @@ TEST_CASE("tls: ServerCertificate follows a Kubernetes Secret's ..data symlink s
   pt::SelfSigned a = Generate();
   pt::SelfSigned b = Generate();
   auto write_version = [&](const std::string& name, const pt::SelfSigned& pair) {
-    fs::create_directory(dir.path / name);
-    std::ofstream(dir.path / name / "tls.crt") << CertPem(pair.serving->leaf.get());
-    std::ofstream(dir.path / name / "tls.key") << KeyPem(pair.serving->key.get());
+    fs::create_directory(dir.path() / name);
+    std::ofstream(dir.path() / name / "tls.crt") << CertPem(pair.serving->leaf.get());
+    std::ofstream(dir.path() / name / "tls.key") << KeyPem(pair.serving->key.get());
   };
   write_version("..v1", a);
-  fs::create_directory_symlink("..v1", dir.path / "..data");
-  fs::create_symlink("..data/tls.crt", dir.path / "tls.crt");
-  fs::create_symlink("..data/tls.key", dir.path / "tls.key");
+  fs::create_directory_symlink("..v1", dir.path() / "..data");
+  fs::create_symlink("..data/tls.crt", dir.path() / "tls.crt");
+  fs::create_symlink("..data/tls.key", dir.path() / "tls.key");
 
-  pt::ServerCertificate certificate((dir.path / "tls.crt").string(), (dir.path / "tls.key").string(), nullptr);
+  pt::ServerCertificate certificate((dir.path() / "tls.crt").string(), (dir.path() / "tls.key").string(), nullptr);
   REQUIRE(certificate.Load().ok());
   CHECK(certificate.Current()->serial_hex == a.serving->serial_hex);
 
   // The kubelet writes the new version beside the old one and renames a new symlink
   // over ..data: both files change at once.
   write_version("..v2", b);
-  fs::create_directory_symlink("..v2", dir.path / "..data_tmp");
-  fs::rename(dir.path / "..data_tmp", dir.path / "..data");
+  fs::create_directory_symlink("..v2", dir.path() / "..data_tmp");
+  fs::rename(dir.path() / "..data_tmp", dir.path() / "..data");
   CHECK(certificate.ReloadIfChanged() == pt::ServerCertificate::ReloadResult::kReloaded);
   CHECK(certificate.Current()->serial_hex == b.serving->serial_hex);
 }
 
 TEST_CASE("tls: a missing or mismatched pair at start-up is an error naming the files") {
   TempDir dir;
-  pt::ServerCertificate missing((dir.path / "no.crt").string(), (dir.path / "no.key").string(), nullptr);
+  pt::ServerCertificate missing((dir.path() / "no.crt").string(), (dir.path() / "no.key").string(), nullptr);
   podidentity::Status s = missing.Load();
   REQUIRE_FALSE(s.ok());
   CHECK_THAT(s.message(), Catch::Contains("no.crt: cannot open"));
