@@ -24,7 +24,7 @@ struct AgentConfig {
   int probe_port = 2703;             // --probe-port
   std::string metrics_host = "0.0.0.0";  // --metrics-host
   int metrics_port = 2705;           // --metrics-port
-  int threads = 16;                  // --threads, per credentials listener
+  int threads = 256;                 // --threads, most connections per credentials listener
   int read_timeout_seconds = 5;      // --read-timeout
   int write_timeout_seconds = 5;     // --write-timeout
   double rate_limit = 20;            // --rate-limit: requests/s per client (0: off)

@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
   app.add_option("--probe-port", config.probe_port, "Port of /healthz and /readyz")->capture_default_str();
   app.add_option("--metrics-host", config.metrics_host, "Address of /metrics")->capture_default_str();
   app.add_option("--metrics-port", config.metrics_port, "Port of /metrics")->capture_default_str();
-  app.add_option("--threads", config.threads, "Worker threads per credentials listener")->capture_default_str();
+  app.add_option("--threads", config.threads, "Most connections served at once per credentials listener (a thread each, started on demand)")->capture_default_str();
   app.add_option("--read-timeout", config.read_timeout_seconds, "Read timeout in seconds")->capture_default_str();
   app.add_option("--write-timeout", config.write_timeout_seconds, "Write timeout in seconds")->capture_default_str();
   app.add_option("--rate-limit", config.rate_limit, "Requests per second per client (0: off)")->capture_default_str();

@@ -2,11 +2,13 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <httplib.h>
 
 #include "error_mapping.h"
+#include "podidentity/connection_pool.h"
 #include "podidentity/log.h"
 
 namespace podidentity::agent {
@@ -36,6 +38,8 @@ struct AgentMetrics {
 namespace {
 
 constexpr int kListenBacklog = 1024;
+// Most connections the probe and metrics listeners serve at once (kubelet, Prometheus).
+constexpr int kProbeThreads = 16;
 
 }  // namespace
 
@@ -57,10 +61,19 @@ void TuneHttpServer(httplib::Server& server, const ServerOptions& options, int t
                          "application/json");
     return httplib::Server::HandlerResponse::Handled;
   }));
+  // A thread per connection, started on demand up to `threads`: pods' SDKs keep their
+  // connections open, and a new pod must not wait for an idle one to time out.
+  ConnectionPool::Options pool;
+  pool.max_threads = static_cast<size_t>(std::max(threads, 1));
+  pool.min_threads = std::min<size_t>(pool.max_threads, 2);
+  pool.max_queued = 1024;
   // cpp-httplib owns and deletes the queue it gets from this factory.
-  server.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  server.new_task_queue = [pool] { return new ConnectionPool(pool); };
   server.set_socket_options([listen_fd](int fd) {
-    httplib::default_socket_options(fd);
+    // SO_REUSEADDR only: cpp-httplib's default also sets SO_REUSEPORT, which would let a
+    // second process bind the same address and silently take a share of the requests.
+    int yes = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
     *listen_fd = fd;  // the last socket configured before listen() is the listening one
   });
 }
@@ -174,7 +187,7 @@ Status AgentServer::Start() {
 
   auto probes = std::make_unique<httplib::Server>();
   auto probe_fd = std::make_shared<int>(-1);
-  TuneHttpServer(*probes, options_, 2, probe_fd.get());
+  TuneHttpServer(*probes, options_, kProbeThreads, probe_fd.get());
   probes->Get("/healthz", [](const httplib::Request&, httplib::Response& response) {
     Json(response, 200, "{\"status\":\"ok\"}");
   });
@@ -192,7 +205,7 @@ Status AgentServer::Start() {
 
   auto metrics = std::make_unique<httplib::Server>();
   auto metrics_fd = std::make_shared<int>(-1);
-  TuneHttpServer(*metrics, options_, 2, metrics_fd.get());
+  TuneHttpServer(*metrics, options_, kProbeThreads, metrics_fd.get());
   metrics->Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
     response.set_content(registry_.Render(), "text/plain; version=0.0.4; charset=utf-8");
   });

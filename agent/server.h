@@ -31,7 +31,7 @@ struct ServerOptions {
   std::vector<ListenAddress> credentials;  // the served addresses
   ListenAddress probes;                    // /healthz, /readyz
   ListenAddress metrics;                   // /metrics
-  int threads = 16;                        // per credentials listener
+  int threads = 256;                       // most connections per credentials listener
   int read_timeout_seconds = 5;
   int write_timeout_seconds = 5;
   int keep_alive_timeout_seconds = 30;
@@ -39,7 +39,8 @@ struct ServerOptions {
 };
 
 // The agent's cpp-httplib settings (TCP_NODELAY, keep-alive limits, timeouts, body
-// limit, JSON error bodies, a `threads` pool); *listen_fd receives the listening socket.
+// limit, JSON error bodies, SO_REUSEADDR without SO_REUSEPORT, a ConnectionPool of at most
+// `threads`); *listen_fd receives the listening socket.
 // Public so that bench/micro/httplib_static measures exactly the agent's server.
 void TuneHttpServer(httplib::Server& server, const ServerOptions& options, int threads, int* listen_fd);
 // Binds host:port (0: ephemeral) and raises the backlog from cpp-httplib's 5 (after

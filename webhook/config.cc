@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <charconv>
 #include <iostream>
-#include <thread>
 
 #include "constants.h"
 #include "podidentity/associations.h"
@@ -37,11 +36,9 @@ bool IsRegion(std::string_view region) {
 }  // namespace
 
 int WebhookConfig::EffectiveThreads() const {
-  if (threads > 0) return threads;
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  // A keep-alive connection holds its worker for its whole life, so size for
-  // connections, not for CPU.
-  return std::max(8, 4 * cores);
+  // A keep-alive connection holds its thread for its whole life, so this is sized for
+  // connections, not for CPU; threads start on demand and idle ones exit again.
+  return threads > 0 ? threads : kDefaultMaxThreads;
 }
 
 StatusOr<std::chrono::milliseconds> ParseDuration(std::string_view text) {
@@ -159,7 +156,7 @@ CommandLine ParseCommandLine(int argc, const char* const* argv) {
   app.add_flag("--ipv6", c.ipv6, "Use the IPv6 credentials URI by default");
   app.add_option("--region", region, "Also inject AWS_REGION and AWS_DEFAULT_REGION (containers that set neither)");
   app.add_option("--max-request-bytes", c.max_request_bytes, "Largest accepted request body")->capture_default_str();
-  app.add_option("--threads", c.threads, "Worker threads (0: max(8, 4 x cores))")->capture_default_str();
+  app.add_option("--threads", c.threads, "Most connections served at once, one thread each, started on demand (0: 256)")->capture_default_str();
   app.add_option("--max-queued-connections", c.max_queued_connections,
                  "Accepted connections waiting for a worker before accepting pauses")
       ->capture_default_str();

@@ -44,7 +44,8 @@ struct WebhookConfig {
 
   // Server limits.
   size_t max_request_bytes = 3 * 1024 * 1024;  // the API server's own request limit
-  int threads = 0;                             // worker threads; 0 = max(8, 4 x cores)
+  // Most connections served at once (a thread each, started on demand); 0 = 256.
+  int threads = 0;
   // Accepted connections waiting for a worker; beyond it the accept loop pauses and
   // new connections wait in the kernel's listen backlog (1024).
   int max_queued_connections = 256;
@@ -58,6 +59,7 @@ struct WebhookConfig {
 
   // The thread count actually used (resolves threads == 0).
   int EffectiveThreads() const;
+  static constexpr int kDefaultMaxThreads = 256;
 };
 
 // The result of parsing the command line: a validated config, or an exit code

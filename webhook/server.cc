@@ -6,15 +6,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
-#include <deque>
 #include <httplib.h>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 #include "admission_handler.h"
+#include "podidentity/connection_pool.h"
 #include "podidentity/json_util.h"
 #include "podidentity/log.h"
 
@@ -47,64 +46,10 @@ constexpr int kListenBacklog = 1024;
 // Requests per keep-alive connection: the API server keeps its connections open, and
 // each new one costs a TLS handshake.
 constexpr size_t kKeepAliveMaxRequests = 100000;
+// Threads kept even when idle; more start on demand (ConnectionPool).
+constexpr size_t kMinThreads = 4;
 
 constexpr std::string_view kMutatePath = "/mutate";
-
-// cpp-httplib's ThreadPool queues without bound. This one bounds the queue of accepted
-// connections: when it is full the accept loop waits here, so new connections wait in
-// the kernel's listen backlog instead of in our memory. (In 0.11.4 enqueue() cannot
-// refuse a connection: the socket is closed by the job, so every job must run.)
-// Thread-safety: all state guarded by mu_.
-class BoundedThreadPool final : public httplib::TaskQueue {
- public:
-  BoundedThreadPool(size_t threads, size_t max_queued) : max_queued_(max_queued) {
-    workers_.reserve(threads);
-    for (size_t i = 0; i < threads; ++i) workers_.emplace_back([this] { Work(); });
-  }
-  ~BoundedThreadPool() override = default;
-
-  void enqueue(std::function<void()> fn) override {
-    std::unique_lock<std::mutex> lock(mu_);
-    not_full_.wait(lock, [this] { return jobs_.size() < max_queued_ || shutdown_; });
-    jobs_.push_back(std::move(fn));
-    not_empty_.notify_one();
-  }
-
-  // Runs what is queued, then joins the workers.
-  void shutdown() override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      shutdown_ = true;
-    }
-    not_empty_.notify_all();
-    not_full_.notify_all();
-    for (std::thread& t : workers_) t.join();
-  }
-
- private:
-  void Work() {
-    while (true) {
-      std::function<void()> job;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        not_empty_.wait(lock, [this] { return !jobs_.empty() || shutdown_; });
-        if (jobs_.empty()) return;  // shut down and drained
-        job = std::move(jobs_.front());
-        jobs_.pop_front();
-      }
-      not_full_.notify_one();
-      job();
-    }
-  }
-
-  const size_t max_queued_;
-  std::mutex mu_;
-  std::condition_variable not_empty_;
-  std::condition_variable not_full_;
-  std::deque<std::function<void()>> jobs_;
-  bool shutdown_ = false;
-  std::vector<std::thread> workers_;
-};
 
 std::string ErrorBody(std::string_view message) {
   std::string body = "{\"error\":";
@@ -249,10 +194,14 @@ Status WebhookServer::Bind() {
   server.set_read_timeout(config_.read_timeout);
   server.set_write_timeout(config_.write_timeout);
   server.set_payload_max_length(config_.max_request_bytes);
-  const size_t threads = static_cast<size_t>(config_.EffectiveThreads());
-  const size_t max_queued = static_cast<size_t>(config_.max_queued_connections);
+  // A thread per connection, started on demand up to --threads, so idle keep-alive
+  // connections of the API server never make a new one wait (ConnectionPool).
+  ConnectionPool::Options pool;
+  pool.max_threads = static_cast<size_t>(config_.EffectiveThreads());
+  pool.min_threads = std::min<size_t>(pool.max_threads, kMinThreads);
+  pool.max_queued = static_cast<size_t>(config_.max_queued_connections);
   // cpp-httplib owns and deletes the queue it gets from this factory.
-  server.new_task_queue = [threads, max_queued] { return new BoundedThreadPool(threads, max_queued); };
+  server.new_task_queue = [pool] { return new ConnectionPool(pool); };
   server.set_socket_options([this](int fd) {
     // SO_REUSEADDR only: cpp-httplib's default SO_REUSEPORT would let a second process
     // bind the same port and silently share its traffic.

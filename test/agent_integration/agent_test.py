@@ -13,6 +13,7 @@ tests wait for log lines or responses, each bounded by a deadline.
 """
 
 import concurrent.futures
+import http.client
 import json
 import os
 import pathlib
@@ -145,13 +146,7 @@ class Agent:
         self.associations = self.dir / "associations.yaml"
         if not self.associations.exists():
             self.associations.write_text(ASSOCIATIONS)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update({"AWS_ACCESS_KEY_ID": AGENT_KEY_ID, "AWS_SECRET_ACCESS_KEY": AGENT_SECRET})
-        self.process = Process([AGENT_BIN, "--bind-hosts", "127.0.0.1", "--port", "0", "--probe-host", "127.0.0.1",
-                                "--probe-port", "0", "--metrics-host", "127.0.0.1", "--metrics-port", "0",
-                                "--jwks-file", str(keys.jwks), "--issuer", ISSUER, "--associations",
-                                str(self.associations), "--broker", "sts", "--sts-endpoint", sts.endpoint,
-                                "--region", "us-east-1", "--reload-interval-ms", "200", *extra], env=env)
+        self.process = Process(self.command(keys, sts, self.associations, 0, extra), env=self.environment())
         listening = {}
         for listener in ("credentials", "probes", "metrics"):
             line = self.process.wait_for(lambda l, n=listener: l.get("msg") == "listening" and l.get("listener") == n,
@@ -160,6 +155,20 @@ class Agent:
         self.port, self.probe_port, self.metrics_port = listening["credentials"], listening["probes"], listening["metrics"]
         self.uri = f"http://127.0.0.1:{self.port}/v1/credentials"
         self.process.wait_for(lambda l: l.get("msg") == "ready", "the agent to be ready")
+
+    @staticmethod
+    def command(keys, sts, associations, port, extra=()):
+        return [AGENT_BIN, "--bind-hosts", "127.0.0.1", "--port", str(port), "--probe-host", "127.0.0.1",
+                "--probe-port", "0", "--metrics-host", "127.0.0.1", "--metrics-port", "0",
+                "--jwks-file", str(keys.jwks), "--issuer", ISSUER, "--associations",
+                str(associations), "--broker", "sts", "--sts-endpoint", sts.endpoint,
+                "--region", "us-east-1", "--reload-interval-ms", "200", *extra]
+
+    @staticmethod
+    def environment():
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update({"AWS_ACCESS_KEY_ID": AGENT_KEY_ID, "AWS_SECRET_ACCESS_KEY": AGENT_SECRET})
+        return env
 
     def get(self, token=None, host=None, path="/v1/credentials", port=None):
         request = urllib.request.Request(f"http://127.0.0.1:{port or self.port}{path}")
@@ -424,6 +433,40 @@ class RateLimitTest(AgentTestCase):
         self.assertIn(429, statuses[5:])
         body = self.agent.get(token)[2]
         self.assertEqual(body["code"], "throttled")
+
+
+class ConnectionsTest(AgentTestCase):
+    """Pods' SDKs keep their connections to the agent open and each holds an agent thread
+    (cpp-httplib's model); threads start on demand, so the idle connections of many pods
+    never make a new pod wait for one of them to time out (30 s, longer than SDKs wait)."""
+    AGENT_FLAGS = ("--rate-limit", "0")
+
+    def test_idle_keep_alive_connections_do_not_starve_a_new_one(self):
+        token = self.keys.mint(pod_name="kept", pod_uid="uid-kept")
+        held = []
+        for i in range(48):
+            conn = http.client.HTTPConnection("127.0.0.1", self.agent.port, timeout=10)
+            self.addCleanup(conn.close)
+            conn.request("GET", "/v1/credentials", headers={"Authorization": token})
+            response = conn.getresponse()
+            response.read()
+            self.assertEqual(response.status, 200, f"connection {i + 1}")
+            held.append(conn)
+        status, _, body = self.agent.get(token)
+        self.assertEqual(status, 200)
+        self.assertIn("AccessKeyId", body)
+        for conn in held:
+            conn.close()
+
+    def test_a_second_agent_cannot_share_the_address(self):
+        # No SO_REUSEPORT: a second process on the same address and port must fail to
+        # start instead of silently taking a share of the pods' credential requests.
+        second = Process(Agent.command(self.keys, self.sts, self.agent.associations, self.agent.port),
+                         env=Agent.environment())
+        self.addCleanup(second.kill)
+        self.assertEqual(second.wait_exit(), 1)
+        self.assertIn("could not listen on any credentials address", second.text())
+        self.assertEqual(self.agent.get(self.keys.mint(pod_name="still", pod_uid="uid-still"))[0], 200)
 
 
 class ReloadTest(AgentTestCase):

@@ -556,6 +556,63 @@ class ReloadTest(WebhookTestCase):
         load.assert_no_failures(self)
 
 
+class ConnectionsTest(WebhookTestCase):
+    """A keep-alive connection holds a server thread for its whole life (cpp-httplib).
+    Threads start on demand up to --threads, so the idle connections the API server keeps
+    open never make a new connection wait for one of them to time out."""
+
+    def start_with(self, *extra):
+        tmp = self.make_tempdir()
+        pki = Pki(tmp / "pki")
+        cert, key = pki.issue(tmp / "serving", serial=0x1001)
+        # Idle connections are only released after 120 s, far beyond the client timeout.
+        return self.start(["--port", "0", "--tls-cert-file", cert, "--tls-key-file", key,
+                           "--keep-alive-timeout", "120s", *extra], pki.ca_cert)
+
+    def hold_connections(self, webhook, count):
+        held = []
+        for i in range(count):
+            conn = webhook.connection()
+            self.addCleanup(conn.close)
+            status, _ = webhook.admit(load_review(), conn)
+            self.assertEqual(status, 200, f"connection {i + 1}")
+            held.append(conn)
+        return held
+
+    def test_idle_keep_alive_connections_do_not_starve_a_new_one(self):
+        webhook = self.start_with()
+        held = self.hold_connections(webhook, 48)
+        status, body = webhook.admit(load_review())
+        self.assertEqual(status, 200)
+        self.assertIsNotNone(decode_patch(body))
+        # The held connections are still usable.
+        for conn in held[:3]:
+            self.assertEqual(webhook.admit(load_review(), conn)[0], 200)
+        for conn in held:
+            conn.close()
+        webhook.signal(signal.SIGTERM)
+        self.assertEqual(webhook.wait_exit(), 0)
+
+    def test_beyond_threads_a_connection_waits_and_is_served_when_one_closes(self):
+        webhook = self.start_with("--threads", "4")
+        held = self.hold_connections(webhook, 4)
+        result = {}
+
+        def fifth():
+            result["status"] = webhook.admit(load_review())[0]
+
+        waiter = threading.Thread(target=fifth)
+        waiter.start()
+        held[0].close()
+        waiter.join(REQUEST_TIMEOUT + 5)
+        self.assertFalse(waiter.is_alive(), "the fifth connection was never served")
+        self.assertEqual(result.get("status"), 200)
+        for conn in held[1:]:
+            conn.close()
+        webhook.signal(signal.SIGTERM)
+        self.assertEqual(webhook.wait_exit(), 0)
+
+
 class ShutdownTest(WebhookTestCase):
     def start_default(self):
         tmp = self.make_tempdir()
