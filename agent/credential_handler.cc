@@ -80,23 +80,18 @@ std::string RenderCredentialsJson(const AwsCredentials& credentials) {
   return body;
 }
 
-CredentialResponse CredentialHandler::Handle(const CredentialRequest& request) {
+namespace {
+
+void Fail(CredentialResponse& response, const HttpError& error) {
+  response.status = error.status;
+  response.body = error.Body();
+  response.outcome = error.code;
+}
+
+// The response for an exchange's answer, shared by Handle() and TryHandle() so that the
+// fast path answers byte for byte as the slow one.
+CredentialResponse RespondTo(const std::variant<ExchangeResult, ExchangeError>& result, const ExchangeTrace& trace) {
   CredentialResponse response;
-  auto fail = [&response](const HttpError& error) {
-    response.status = error.status;
-    response.body = error.Body();
-    response.outcome = error.code;
-  };
-  if (!hosts_.Allows(request.host)) {
-    fail(WrongHostError(request.host));
-    return response;
-  }
-  if (!request.has_authorization || request.authorization.empty()) {
-    fail(MissingTokenError());
-    return response;
-  }
-  ExchangeTrace trace;
-  auto result = exchange_.Run(request.authorization, &trace);
   if (trace.pod) {
     response.log_fields.emplace_back("namespace", trace.pod->namespace_name);
     response.log_fields.emplace_back("service_account", trace.pod->service_account);
@@ -106,8 +101,8 @@ CredentialResponse CredentialHandler::Handle(const CredentialRequest& request) {
   if (!trace.role_arn.empty()) response.log_fields.emplace_back("role_arn", trace.role_arn);
   if (trace.cache_outcome) response.cache = std::string(CacheOutcomeName(*trace.cache_outcome));
   response.broker_seconds = trace.broker_seconds;
-  if (auto* error = std::get_if<ExchangeError>(&result)) {
-    fail(MapExchangeError(*error));
+  if (const auto* error = std::get_if<ExchangeError>(&result)) {
+    Fail(response, MapExchangeError(*error));
     response.log_fields.emplace_back("reason", error->reason);
     return response;
   }
@@ -118,6 +113,36 @@ CredentialResponse CredentialHandler::Handle(const CredentialRequest& request) {
   response.cache_hit = ok.cache_outcome == CacheOutcome::kHit || ok.cache_outcome == CacheOutcome::kServedStaleOnError;
   response.body = RenderCredentialsJson(*ok.credentials);
   return response;
+}
+
+}  // namespace
+
+std::optional<CredentialResponse> CredentialHandler::RejectBeforeExchange(const CredentialRequest& request) const {
+  CredentialResponse response;
+  if (!hosts_.Allows(request.host)) {
+    Fail(response, WrongHostError(request.host));
+    return response;
+  }
+  if (!request.has_authorization || request.authorization.empty()) {
+    Fail(response, MissingTokenError());
+    return response;
+  }
+  return std::nullopt;
+}
+
+CredentialResponse CredentialHandler::Handle(const CredentialRequest& request) {
+  if (std::optional<CredentialResponse> rejected = RejectBeforeExchange(request)) return std::move(*rejected);
+  ExchangeTrace trace;
+  auto result = exchange_.Run(request.authorization, &trace);
+  return RespondTo(result, trace);
+}
+
+std::optional<CredentialResponse> CredentialHandler::TryHandle(const CredentialRequest& request) {
+  if (std::optional<CredentialResponse> rejected = RejectBeforeExchange(request)) return rejected;
+  ExchangeTrace trace;
+  auto result = exchange_.TryRunWithoutBlocking(request.authorization, &trace);
+  if (!result) return std::nullopt;
+  return RespondTo(*result, trace);
 }
 
 }  // namespace podidentity::agent

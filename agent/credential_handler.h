@@ -5,6 +5,7 @@
 // the server passes the request's fields in and writes the response out.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -53,8 +54,18 @@ class CredentialHandler {
  public:
   CredentialHandler(Exchange& exchange, HostPolicy hosts) : exchange_(exchange), hosts_(std::move(hosts)) {}
   CredentialResponse Handle(const CredentialRequest& request);
+  // Handle()'s response when it can be built without blocking (for an event loop): at
+  // once for a wrong host or a missing token, or when Exchange::TryRunWithoutBlocking
+  // answers (a cached token with fresh cached credentials, or no association). The
+  // response is exactly the one Handle() would build for that answer. nullopt when the
+  // exchange would block: the caller then runs Handle() on a worker thread.
+  std::optional<CredentialResponse> TryHandle(const CredentialRequest& request);
 
  private:
+  // The answer to a request Handle() rejects before the exchange (wrong host, missing
+  // token), or nullopt when the request may go on.
+  std::optional<CredentialResponse> RejectBeforeExchange(const CredentialRequest& request) const;
+
   Exchange& exchange_;
   const HostPolicy hosts_;
 };

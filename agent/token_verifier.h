@@ -12,6 +12,8 @@ class PodTokenVerifierAdapter final : public PodTokenVerifier {
  public:
   explicit PodTokenVerifierAdapter(ServiceAccountTokenVerifier& verifier) : verifier_(verifier) {}
   std::variant<PodIdentity, ExchangeError> Verify(std::string_view token) override;
+  // ServiceAccountTokenVerifier::VerifyIfCached, mapped as Verify() maps Verify().
+  std::optional<std::variant<PodIdentity, ExchangeError>> VerifyIfCached(std::string_view token) override;
 
  private:
   ServiceAccountTokenVerifier& verifier_;

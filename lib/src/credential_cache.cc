@@ -130,8 +130,7 @@ StatusOr<CacheResult> CredentialCache::Get(const CacheKey& cache_key, const Fetc
     entries_.splice(entries_.begin(), entries_, it);  // most recently used first; iterators stay valid
     const bool usable = it->credentials != nullptr && Usable(*it->credentials, now);
     if (usable) {
-      const bool due = now >= it->refresh_at && now >= it->next_attempt_at;
-      if (due && it->flight == nullptr) {
+      if (ShouldLeadRefresh(*it, now)) {
         // Rule 3: this caller renews; callers arriving meanwhile are served the cached
         // credentials below without waiting.
         auto flight = std::make_shared<Flight>();
@@ -169,6 +168,27 @@ StatusOr<CacheResult> CredentialCache::Get(const CacheKey& cache_key, const Fetc
   ++stats_.misses;
   TrimToCapacity();
   return Lead(lock, key, std::move(flight), /*refreshing=*/false, fetch);
+}
+
+std::optional<CacheResult> CredentialCache::Peek(const CacheKey& cache_key) {
+  const std::string key = EncodeCacheKey(cache_key);
+  std::lock_guard<std::mutex> lock(mu_);
+  const TimePoint now = clock_.Now();
+  auto found = index_.find(std::string_view(key));
+  if (found == index_.end()) return std::nullopt;
+  EntryList::iterator it = found->second;
+  // The same conditions as Get()'s kHit branch: usable, and no refresh for us to lead.
+  if (it->credentials == nullptr || !Usable(*it->credentials, now) || ShouldLeadRefresh(*it, now)) {
+    return std::nullopt;
+  }
+  entries_.splice(entries_.begin(), entries_, it);  // most recently used first; iterators stay valid
+  ++stats_.hits;
+  return CacheResult{it->credentials, CacheOutcome::kHit};
+}
+
+bool CredentialCache::ShouldLeadRefresh(const Entry& entry, TimePoint now) const {
+  const bool due = now >= entry.refresh_at && now >= entry.next_attempt_at;
+  return due && entry.flight == nullptr;
 }
 
 StatusOr<CacheResult> CredentialCache::Lead(std::unique_lock<std::mutex>& lock, const std::string& key,

@@ -262,12 +262,21 @@ TokenVerifyResult JwtVerifier::Verify(std::string_view token) {
   return result;
 }
 
-TokenVerifyResult JwtVerifier::VerifyWithCache(std::string_view token, bool* from_cache) {
-  if (options_.verified_cache_entries == 0 || token.size() > options_.max_token_bytes) {
-    return VerifyUncached(token, nullptr);
-  }
-  std::string digest = Sha256(token);
-  if (digest.empty()) return VerifyUncached(token, nullptr);
+std::optional<TokenVerifyResult> JwtVerifier::VerifyIfCached(std::string_view token) {
+  if (!CacheApplies(token)) return std::nullopt;
+  const std::string digest = Sha256(token);
+  if (digest.empty()) return std::nullopt;
+  std::optional<VerifiedIdentity> identity = FindCached(digest);
+  if (!identity) return std::nullopt;
+  if (options_.on_success) options_.on_success(/*from_cache=*/true);
+  return TokenVerifyResult(std::move(*identity));
+}
+
+bool JwtVerifier::CacheApplies(std::string_view token) const {
+  return options_.verified_cache_entries != 0 && token.size() <= options_.max_token_bytes;
+}
+
+std::optional<VerifiedIdentity> JwtVerifier::FindCached(const std::string& digest) {
   std::optional<CachedToken> cached;
   {
     const TimePoint now = clock_.Now();
@@ -282,10 +291,18 @@ TokenVerifyResult JwtVerifier::VerifyWithCache(std::string_view token, bool* fro
   }
   // The key set is consulted only for a cached token (a token that never verified is
   // still rejected by its header before any key lookup).
-  if (cached && keys_.Current() == cached->jwks) {
-    cache_hits_.fetch_add(1, std::memory_order_relaxed);
+  if (!cached || keys_.Current() != cached->jwks) return std::nullopt;
+  cache_hits_.fetch_add(1, std::memory_order_relaxed);
+  return std::move(cached->identity);
+}
+
+TokenVerifyResult JwtVerifier::VerifyWithCache(std::string_view token, bool* from_cache) {
+  if (!CacheApplies(token)) return VerifyUncached(token, nullptr);
+  std::string digest = Sha256(token);
+  if (digest.empty()) return VerifyUncached(token, nullptr);
+  if (std::optional<VerifiedIdentity> identity = FindCached(digest)) {
     *from_cache = true;
-    return std::move(cached->identity);
+    return std::move(*identity);
   }
   std::shared_ptr<const Jwks> verified_with;
   TokenVerifyResult result = VerifyUncached(token, &verified_with);

@@ -643,3 +643,125 @@ TEST_CASE("An entry with a fetch in flight is not evicted by the LRU bound") {
   CHECK(cache.Get(Key("slow"), unused.Fn())->outcome == CacheOutcome::kHit);
   CHECK(unused.calls == 0);
 }
+
+// ---------------------------------------------------------------------------------------
+// Peek: the non-blocking look-up for an event loop's fast path.
+
+TEST_CASE("Peek answers only what Get would answer as a hit without fetching", "[peek]") {
+  ManualClock clock;
+  CredentialCache cache(clock);
+  CountingFetch fetch;
+  fetch.answer = [&] { return Creds(clock, 1h); };
+
+  CHECK_FALSE(cache.Peek(Key()).has_value());  // empty
+  CHECK(cache.Stats().hits == 0);
+  CHECK(cache.size() == 0);  // a miss leaves nothing behind
+
+  auto first = cache.Get(Key(), fetch.Fn());
+  REQUIRE(first.ok());
+  CHECK_FALSE(cache.Peek(Key("other")).has_value());
+
+  clock.Advance(30min - 1s);
+  auto peeked = cache.Peek(Key());
+  REQUIRE(peeked.has_value());
+  CHECK(peeked->outcome == CacheOutcome::kHit);
+  CHECK(peeked->cache_hit());
+  CHECK(peeked->credentials == first->credentials);  // shared, not copied
+  CHECK(cache.Stats().hits == 1);                    // counted like Get's hit
+
+  clock.Advance(1s);  // exactly refresh_at: Get would lead a refresh, so Peek does not answer
+  CHECK_FALSE(cache.Peek(Key()).has_value());
+  CHECK(cache.Stats().hits == 1);
+  CHECK(cache.size() == 1);  // the entry is left for Get
+  CHECK(fetch.calls == 1);   // Peek never fetched
+
+  fetch.answer = [&] { return Creds(clock, 1h, "AKIA2"); };
+  CHECK(cache.Get(Key(), fetch.Fn())->outcome == CacheOutcome::kRefreshed);
+  auto renewed = cache.Peek(Key());
+  REQUIRE(renewed.has_value());
+  CHECK(renewed->credentials->access_key_id == "AKIA2");
+  CHECK(fetch.calls == 2);
+}
+
+TEST_CASE("Peek: nothing near expiry, after a failed refresh it serves like Get", "[peek]") {
+  ManualClock clock;
+  CredentialCacheOptions options;
+  options.max_retention = 24h;
+  options.refresh_retry_interval = 1h;
+  CredentialCache cache(clock, options);
+  CountingFetch fetch;
+  fetch.answer = [&] { return Creds(clock, 10min); };
+  REQUIRE(cache.Get(Key(), fetch.Fn()).ok());
+
+  clock.Advance(5min);  // refresh due
+  CHECK_FALSE(cache.Peek(Key()).has_value());
+  fetch.answer = [] { return podidentity::UnavailableError("sts down"); };
+  CHECK(cache.Get(Key(), fetch.Fn())->outcome == CacheOutcome::kServedStaleOnError);
+  // Backing off: Get would serve the cached credentials as a hit without fetching.
+  CHECK(cache.Peek(Key()).has_value());
+  clock.Advance(4min);  // exactly min_remaining left: still usable
+  CHECK(cache.Peek(Key()).has_value());
+  clock.Advance(1s);  // below min_remaining: never served
+  CHECK_FALSE(cache.Peek(Key()).has_value());
+  CHECK(fetch.calls == 2);
+  CHECK(cache.Stats().hits == 2);
+}
+
+TEST_CASE("Peek: evicted entries are gone, and a Peek hit counts as recent use", "[peek]") {
+  ManualClock clock;
+  CredentialCacheOptions options;
+  options.max_entries = 2;
+  CredentialCache cache(clock, options);
+  CountingFetch fetch;
+  fetch.answer = [&] { return Creds(clock, 1h); };
+  REQUIRE(cache.Get(Key("a"), fetch.Fn()).ok());
+  REQUIRE(cache.Get(Key("b"), fetch.Fn()).ok());
+  REQUIRE(cache.Peek(Key("a")).has_value());  // a is now most recent
+  REQUIRE(cache.Get(Key("c"), fetch.Fn()).ok());  // evicts b, not a
+  CHECK(cache.Peek(Key("a")).has_value());
+  CHECK_FALSE(cache.Peek(Key("b")).has_value());
+  CHECK(cache.Peek(Key("c")).has_value());
+
+  CHECK(cache.Evict(Key("a")));
+  CHECK_FALSE(cache.Peek(Key("a")).has_value());
+  CHECK(fetch.calls == 3);
+}
+
+TEST_CASE("Peek never waits for a fetch in flight", "[peek]") {
+  ManualClock clock;
+  CredentialCache cache(clock);
+  Signal fetch_started, release;
+  auto slow = [&]() -> StatusOr<AwsCredentials> {
+    fetch_started.Notify();
+    release.WaitFor(1);
+    return Creds(clock, 1h, "NEW");
+  };
+
+  SECTION("a cold key: nullopt at once (Get would wait)") {
+    auto leader = std::async(std::launch::async, [&] { return cache.Get(Key(), slow); });
+    const bool started = fetch_started.WaitFor(1);
+    const bool peeked = cache.Peek(Key()).has_value();  // returns while the fetch is blocked
+    release.Notify();
+    REQUIRE(started);
+    CHECK_FALSE(peeked);
+    REQUIRE(leader.get().ok());
+    CHECK(cache.Peek(Key()).has_value());
+  }
+  SECTION("a refresh in flight: the cached credentials at once (as Get)") {
+    CountingFetch initial;
+    initial.answer = [&] { return Creds(clock, 1h, "OLD"); };
+    REQUIRE(cache.Get(Key(), initial.Fn()).ok());
+    clock.Advance(30min);
+    CHECK_FALSE(cache.Peek(Key()).has_value());  // due, nobody renewing
+    auto leader = std::async(std::launch::async, [&] { return cache.Get(Key(), slow); });
+    const bool started = fetch_started.WaitFor(1);
+    auto peeked = cache.Peek(Key());
+    release.Notify();
+    REQUIRE(started);
+    REQUIRE(peeked.has_value());
+    CHECK(peeked->outcome == CacheOutcome::kHit);
+    CHECK(peeked->credentials->access_key_id == "OLD");
+    CHECK(leader.get()->outcome == CacheOutcome::kRefreshed);
+    CHECK(cache.Peek(Key())->credentials->access_key_id == "NEW");
+  }
+}

@@ -743,3 +743,117 @@ TEST_CASE("Tokens signed by an independent implementation (Node.js crypto) verif
     }
   }
 }
+
+// ---------------------------------------------------------------------------------------
+// VerifyIfCached: the verified-token cache alone, for an event loop's fast path.
+
+namespace {
+
+VerifiedIdentity ExpectCachedIdentity(pi::ServiceAccountTokenVerifier& verifier, const std::string& token) {
+  std::optional<pi::TokenVerifyResult> result = verifier.VerifyIfCached(token);
+  REQUIRE(result.has_value());
+  REQUIRE(std::holds_alternative<VerifiedIdentity>(*result));
+  return std::get<VerifiedIdentity>(*result);
+}
+
+}  // namespace
+
+TEST_CASE("VerifyIfCached answers only from the verified-token cache", "[jwt][cache][if_cached]") {
+  Fixture f;
+  const std::string token = f.Mint(f.rsa, f.Claims());  // exp = now + 3600
+  const int lookups_before = f.source.lookups;
+  CHECK_FALSE(f.verifier.VerifyIfCached(token).has_value());  // never verified
+  CHECK(f.source.lookups == lookups_before);                   // nothing cached: no key lookup either
+  CHECK(f.verifier.cache_size() == 0);                          // and nothing verified or cached
+  CHECK(f.verifier.cache_hits() == 0);
+
+  const VerifiedIdentity verified = ExpectIdentity(f.verifier, token);
+  int refreshes_before = f.source.refreshes;
+
+  SECTION("after Verify: the same identity, counted as a cache hit") {
+    const VerifiedIdentity cached = ExpectCachedIdentity(f.verifier, token);
+    CHECK(cached.namespace_name == verified.namespace_name);
+    CHECK(cached.service_account == verified.service_account);
+    CHECK(cached.pod_name == verified.pod_name);
+    CHECK(cached.pod_uid == verified.pod_uid);
+    CHECK(cached.service_account_uid == verified.service_account_uid);
+    CHECK(cached.node_name == verified.node_name);
+    CHECK(cached.expiration == verified.expiration);
+    CHECK(f.verifier.cache_hits() == 1);
+    ExpectIdentity(f.verifier, token);  // and Verify still hits too
+    CHECK(f.verifier.cache_hits() == 2);
+  }
+  SECTION("another token (one changed byte) is not known") {
+    std::string tampered = token;
+    tampered[tampered.size() - 5] = tampered[tampered.size() - 5] == 'A' ? 'B' : 'A';
+    CHECK_FALSE(f.verifier.VerifyIfCached(tampered).has_value());
+  }
+  SECTION("after the cache TTL: nullopt, and the entry is dropped as Verify drops it") {
+    f.clock.Advance(f.options.verified_cache_ttl - std::chrono::seconds(1));
+    ExpectCachedIdentity(f.verifier, token);
+    f.clock.Advance(std::chrono::seconds(1));
+    CHECK_FALSE(f.verifier.VerifyIfCached(token).has_value());
+    CHECK(f.verifier.cache_size() == 0);
+    CHECK(f.verifier.cache_hits() == 1);
+  }
+  SECTION("after a key-set change: nullopt, even with the same keys") {
+    f.source.SetNext(JwksOf({f.rsa, f.ec}));
+    REQUIRE(f.source.RefreshForUnknownKid() == pi::JwksRefreshResult::kUpdated);
+    refreshes_before = f.source.refreshes;  // that one was the test's own
+    CHECK_FALSE(f.verifier.VerifyIfCached(token).has_value());
+    CHECK(f.verifier.cache_hits() == 0);
+    ExpectIdentity(f.verifier, token);  // re-verified against the new snapshot
+    ExpectCachedIdentity(f.verifier, token);
+  }
+  CHECK(f.source.refreshes == refreshes_before);  // never asks the source for keys
+}
+
+TEST_CASE("VerifyIfCached: never past exp plus the leeway", "[jwt][cache][if_cached]") {
+  Fixture f;
+  auto claims = f.Claims();
+  claims.ttl = std::chrono::seconds(100);  // shorter than the cache TTL
+  const std::string token = f.Mint(f.rsa, claims);
+  ExpectIdentity(f.verifier, token);
+  f.clock.Advance(std::chrono::seconds(100 + 59));
+  ExpectCachedIdentity(f.verifier, token);  // inside the leeway
+  f.clock.Advance(std::chrono::seconds(1));
+  CHECK_FALSE(f.verifier.VerifyIfCached(token).has_value());
+  CHECK(f.verifier.cache_hits() == 1);
+}
+
+TEST_CASE("VerifyIfCached: nullopt with the cache off or for oversize tokens", "[jwt][cache][if_cached]") {
+  Fixture f;
+  pi::JwtVerifierOptions off = f.options;
+  off.verified_cache_entries = 0;
+  pi::JwtVerifier uncached(f.source, f.clock, off);
+  const std::string token = f.Mint(f.rsa, f.Claims());
+  ExpectIdentity(uncached, token);
+  CHECK_FALSE(uncached.VerifyIfCached(token).has_value());
+  CHECK(uncached.cache_hits() == 0);
+
+  // A token over max_token_bytes is never answered from the cache (Verify rejects it).
+  pi::JwtVerifierOptions small = f.options;
+  small.max_token_bytes = token.size() - 1;
+  pi::JwtVerifier limited(f.source, f.clock, small);
+  ExpectError(limited, token, TokenError::kTooLarge);
+  CHECK_FALSE(limited.VerifyIfCached(token).has_value());
+
+  // The TokenReview verifier keeps the interface's default: it never answers early.
+  ReviewFixture review;
+  const std::string review_token = review.Token();
+  REQUIRE(std::holds_alternative<VerifiedIdentity>(review.verifier.Verify(review_token)));
+  CHECK_FALSE(review.verifier.VerifyIfCached(review_token).has_value());
+}
+
+TEST_CASE("VerifyIfCached reports its hits to on_success as cache answers", "[jwt][cache][if_cached]") {
+  Fixture f;
+  std::vector<bool> calls;
+  pi::JwtVerifierOptions options = f.options;
+  options.on_success = [&calls](bool from_cache) { calls.push_back(from_cache); };
+  pi::JwtVerifier verifier(f.source, f.clock, options);
+  const std::string token = f.Mint(f.rsa, f.Claims());
+  CHECK_FALSE(verifier.VerifyIfCached(token).has_value());  // a miss is not reported
+  ExpectIdentity(verifier, token);
+  ExpectCachedIdentity(verifier, token);
+  CHECK(calls == std::vector<bool>{false, true});
+}

@@ -150,6 +150,15 @@ class CredentialCache {
   // Credentials for `key` by the rules above; `fetch` is the broker call.
   StatusOr<CacheResult> Get(const CacheKey& key, const FetchFn& fetch);
 
+  // The cached credentials for `key` with outcome kHit exactly when Get() would answer
+  // kHit without calling its fetch: the entry holds usable credentials (rule 1) and is
+  // either not due for refresh or already being refreshed by another caller (rule 3).
+  // Counts in Stats().hits and moves the entry to the front of the LRU order like such a
+  // hit. Otherwise nullopt: cold, unusable, or due with nobody renewing it (the caller
+  // then uses Get()). Never calls upstream, never waits for a fetch in flight, and
+  // changes nothing else (an unusable entry is left for Get() to remove).
+  std::optional<CacheResult> Peek(const CacheKey& key);
+
   // Removes the entry for `key`; false when there was none.
   bool Evict(const CacheKey& key);
   // Removes every entry that is no longer usable and has no fetch in flight; returns how
@@ -185,6 +194,9 @@ class CredentialCache {
   using EntryList = std::list<Entry>;  // most recently used first
 
   bool Usable(const AwsCredentials& credentials, TimePoint now) const;
+  // Whether `entry` (holding usable credentials) should be renewed by the
+  // caller now: due (rule 2, after any back-off) and no fetch already in flight. mu_ held.
+  bool ShouldLeadRefresh(const Entry& entry, TimePoint now) const;
   // Runs fetch() without mu_ (the lock is released and re-acquired) and settles the
   // entry and the flight by rule 5.
   StatusOr<CacheResult> Lead(std::unique_lock<std::mutex>& lock, const std::string& key,

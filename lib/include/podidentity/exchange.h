@@ -46,6 +46,12 @@ class PodTokenVerifier {
  public:
   virtual ~PodTokenVerifier() = default;
   virtual std::variant<PodIdentity, ExchangeError> Verify(std::string_view token) = 0;
+  // The answer Verify() would give when it is known at once from memory (a token
+  // verified before and still cached), without blocking; nullopt when only Verify() can
+  // tell. The default never knows.
+  virtual std::optional<std::variant<PodIdentity, ExchangeError>> VerifyIfCached(std::string_view /*token*/) {
+    return std::nullopt;
+  }
 };
 
 // Obtains credentials for a pod: STS AssumeRole with session tags, or EKS Auth.
@@ -88,7 +94,28 @@ class Exchange {
 
   std::variant<ExchangeResult, ExchangeError> Run(std::string_view token, ExchangeTrace* trace = nullptr);
 
+  // Run()'s answer when it can be given without blocking (for an event loop): the
+  // verifier knows the token from its cache (PodTokenVerifier::VerifyIfCached) and then
+  // either the pod has no association (the same ExchangeError as Run()) or the
+  // credential cache holds fresh credentials (CredentialCache::Peek: outcome kHit).
+  // nullopt otherwise: nothing was fetched or waited for, and the caller runs Run()
+  // where blocking is allowed. `trace` is filled as Run() fills it, and only when an
+  // answer is returned.
+  std::optional<std::variant<ExchangeResult, ExchangeError>> TryRunWithoutBlocking(std::string_view token,
+                                                                                   ExchangeTrace* trace = nullptr);
+
  private:
+  // The association lookup and the cache key for a verified pod, shared by Run() and
+  // TryRunWithoutBlocking(). `snapshot` keeps `association` alive for the request.
+  struct Resolved {
+    std::shared_ptr<const AssociationIndex> snapshot;
+    const Association* association = nullptr;  // null only without a required association
+    CacheKey key;
+  };
+  // kNotFound ("no_association") when the pod needs an association and has none. Sets
+  // trace->role_arn when there is an association.
+  std::variant<Resolved, ExchangeError> Resolve(const PodIdentity& pod, ExchangeTrace* trace) const;
+
   const AssociationStore* associations_;
   PodTokenVerifier& verifier_;
   CredentialBroker& broker_;

@@ -76,6 +76,11 @@ class ServiceAccountTokenVerifier {
  public:
   virtual ~ServiceAccountTokenVerifier() = default;
   virtual TokenVerifyResult Verify(std::string_view token) = 0;
+  // The answer Verify() would give, but only when it can be given at once from memory
+  // (no key refresh, no signature math, no I/O, no waiting); nullopt otherwise, and then
+  // the caller runs Verify() where blocking is allowed. For an event loop's fast path.
+  // The default never knows: verifiers without such a cache need not implement it.
+  virtual std::optional<TokenVerifyResult> VerifyIfCached(std::string_view /*token*/) { return std::nullopt; }
 };
 
 struct JwtVerifierOptions {
@@ -112,6 +117,14 @@ class JwtVerifier final : public ServiceAccountTokenVerifier {
  public:
   JwtVerifier(JwksSource& keys, const Clock& clock, JwtVerifierOptions options);
   TokenVerifyResult Verify(std::string_view token) override;
+  // Answers only from the verified-token cache: the identity Verify() would return when
+  // the token's entry holds by exactly the rules of a cache hit in Verify() (TTL,
+  // exp + leeway on the injected clock, the same key-set snapshot, max_token_bytes, the
+  // cache turned on), counted as a hit like one (cache_hits(), on_success(true));
+  // nullopt otherwise. Costs one SHA-256, a map lookup under mu_ and one lock-free
+  // JwksSource::Current(): never a refresh, a signature check or any I/O. Never returns
+  // an error (only successes are cached).
+  std::optional<TokenVerifyResult> VerifyIfCached(std::string_view token) override;
 
   // Tokens answered from the verified-token cache, and entries in it now.
   uint64_t cache_hits() const { return cache_hits_.load(std::memory_order_relaxed); }
@@ -124,6 +137,12 @@ class JwtVerifier final : public ServiceAccountTokenVerifier {
     std::chrono::system_clock::time_point valid_until;
   };
   TokenVerifyResult VerifyWithCache(std::string_view token, bool* from_cache);
+  // The cache-hit rules shared by Verify() and VerifyIfCached(): the identity cached
+  // under `digest` (the SHA-256 of the token) if its entry holds now and was verified
+  // against the current key set; counts the hit. Drops an entry whose time is up.
+  std::optional<VerifiedIdentity> FindCached(const std::string& digest);
+  // Whether the verified-token cache applies to `token` at all (on, and not oversize).
+  bool CacheApplies(std::string_view token) const;
   TokenVerifyResult VerifyUncached(std::string_view token, std::shared_ptr<const Jwks>* verified_with);
   void Remember(std::string digest, const VerifiedIdentity& identity, std::shared_ptr<const Jwks> jwks);
 
