@@ -22,6 +22,7 @@ Status AgentConfig::Validate() const {
     return InvalidArgumentError("--port, --probe-port, --metrics-port must be within 0..65535");
   }
   if (threads < 1 || threads > 1024) return InvalidArgumentError("--threads must be within 1..1024");
+  if (event_loops < 0 || event_loops > 64) return InvalidArgumentError("--event-loops must be within 0..64");
   if (read_timeout_seconds < 1 || write_timeout_seconds < 1) {
     return InvalidArgumentError("--read-timeout and --write-timeout must be at least 1 s");
   }
@@ -57,6 +58,7 @@ void AgentConfig::LogSettings() const {
                          {"probe_port", probe_port},
                          {"metrics_port", metrics_port},
                          {"threads", threads},
+                         {"event_loops", event_loops},
                          {"rate_limit", rate_limit},
                          {"associations", associations_file},
                          {"issuer", issuer},
@@ -78,6 +80,7 @@ ServerOptions AgentConfig::ToServerOptions() const {
   options.probes = {probe_host, probe_port};
   options.metrics = {metrics_host, metrics_port};
   options.threads = threads;
+  options.event_loops = event_loops;
   options.read_timeout_seconds = read_timeout_seconds;
   options.write_timeout_seconds = write_timeout_seconds;
   return options;

@@ -25,6 +25,11 @@ struct AgentConfig {
   std::string metrics_host = "0.0.0.0";  // --metrics-host
   int metrics_port = 2705;           // --metrics-port
   int threads = 256;                 // --threads, most connections per credentials listener
+  // --event-loops: epoll event loops per credentials listener (cache hits answered on the
+  // loop, other requests on up to --threads workers); 0 = cpp-httplib, a thread per
+  // connection.
+  int event_loops = kDefaultEventLoops;
+  static constexpr int kDefaultEventLoops = 2;
   int read_timeout_seconds = 5;      // --read-timeout
   int write_timeout_seconds = 5;     // --write-timeout
   double rate_limit = 20;            // --rate-limit: requests/s per client (0: off)

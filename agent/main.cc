@@ -85,6 +85,10 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-host", config.metrics_host, "Address of /metrics")->capture_default_str();
   app.add_option("--metrics-port", config.metrics_port, "Port of /metrics")->capture_default_str();
   app.add_option("--threads", config.threads, "Most connections served at once per credentials listener (a thread each, started on demand)")->capture_default_str();
+  app.add_option("--event-loops", config.event_loops,
+                 "Event loops per credentials listener (epoll; cache hits answered on the loop, the rest on up to "
+                 "--threads workers); 0: cpp-httplib, a thread per connection")
+      ->capture_default_str();
   app.add_option("--read-timeout", config.read_timeout_seconds, "Read timeout in seconds")->capture_default_str();
   app.add_option("--write-timeout", config.write_timeout_seconds, "Write timeout in seconds")->capture_default_str();
   app.add_option("--rate-limit", config.rate_limit, "Requests per second per client (0: off)")->capture_default_str();

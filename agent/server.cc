@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <httplib.h>
 
 #include "error_mapping.h"
+#include "event_server.h"
 #include "podidentity/connection_pool.h"
 #include "podidentity/log.h"
 
@@ -93,6 +95,14 @@ int BindHttpServer(httplib::Server& server, const ListenAddress& address, const 
 
 namespace {
 
+CredentialRequest ToCredentialRequest(const HttpRequestView& request) {
+  CredentialRequest out;
+  out.host = request.host;
+  out.authorization = request.authorization;
+  out.has_authorization = request.has_authorization;
+  return out;
+}
+
 void Json(httplib::Response& response, int status, const std::string& body) {
   response.status = status;
   response.set_content(body, "application/json");
@@ -111,21 +121,61 @@ AgentServer::AgentServer(ServerOptions options, CredentialHandler& handler, Rate
 
 AgentServer::~AgentServer() { Stop(); }
 
-Status AgentServer::Start() {
-  auto credentials_route = [this](const httplib::Request& request, httplib::Response& response) {
-    const auto start = std::chrono::steady_clock::now();
+// Everything of a credentials request except the HTTP plumbing: the route checks (path,
+// method, rate limit) and, after the handler, metrics and the log line. Shared by the
+// cpp-httplib listeners and the event-loop listeners.
+struct AgentServer::Route {
+  AgentServer& server;
+
+  // The answer when path, method or rate limit decide the request, else nullopt (and the
+  // client's rate-limit token is taken: call once per request).
+  std::optional<CredentialResponse> Precheck(std::string_view method, std::string_view path,
+                                             std::string_view remote_addr) const {
+    std::optional<HttpError> error;
+    if (path != "/v1/credentials") {
+      error = NotFoundPathError(path);
+    } else if (method != "GET") {
+      error = MethodNotAllowedError(method);
+    } else if (!server.limiter_.Allow(remote_addr)) {
+      error = ThrottledError();
+    }
+    if (!error) return std::nullopt;
     CredentialResponse answer;
-    if (request.path != "/v1/credentials") {
-      const HttpError error = NotFoundPathError(request.path);
-      answer.status = error.status, answer.body = error.Body(), answer.outcome = error.code;
-    } else if (request.method != "GET") {
-      const HttpError error = MethodNotAllowedError(request.method);
-      answer.status = error.status, answer.body = error.Body(), answer.outcome = error.code;
-      response.set_header("Allow", "GET");
-    } else if (!limiter_.Allow(request.remote_addr)) {
-      const HttpError error = ThrottledError();
-      answer.status = error.status, answer.body = error.Body(), answer.outcome = error.code;
-    } else {
+    answer.status = error->status, answer.body = error->Body(), answer.outcome = error->code;
+    return answer;
+  }
+
+  void Record(CredentialResponse& answer, std::string_view method, std::string_view path,
+              std::string_view remote_addr, std::chrono::steady_clock::time_point start) const {
+    AgentMetrics& metrics = *server.metrics_;
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    metrics.requests.With({std::to_string(answer.status), answer.outcome}).Inc();
+    metrics.latency.With({}).Observe(seconds);
+    if (!answer.cache.empty()) metrics.cache.With({answer.cache}).Inc();
+    if (answer.broker_seconds > 0) metrics.broker_latency.With({}).Observe(answer.broker_seconds);
+    if (answer.status != 200) metrics.broker_errors.With({answer.outcome}).Inc();
+    const log::Level level = answer.status == 200 ? log::Level::kInfo : log::Level::kWarn;
+    if (!log::Enabled(level)) return;
+    // One line per request; the fields are identities and outcomes, never the token.
+    std::vector<log::Field> fields = std::move(answer.log_fields);
+    fields.emplace_back("method", std::string(method));
+    fields.emplace_back("path", std::string(path.substr(0, 128)));
+    fields.emplace_back("client", std::string(remote_addr));
+    fields.emplace_back("status", answer.status);
+    fields.emplace_back("outcome", answer.outcome);
+    fields.emplace_back("cache_hit", answer.cache_hit);
+    if (!answer.cache.empty()) fields.emplace_back("cache", answer.cache);
+    fields.emplace_back("latency_ms", seconds * 1000);
+    log::Write(level, "credentials request", fields);
+  }
+};
+
+Status AgentServer::Start() {
+  const Route route{*this};
+  auto credentials_route = [this, route](const httplib::Request& request, httplib::Response& response) {
+    const auto start = std::chrono::steady_clock::now();
+    std::optional<CredentialResponse> answer = route.Precheck(request.method, request.path, request.remote_addr);
+    if (!answer) {
       // get_header_value returns a copy: keep it alive while the views below are used.
       const std::string host = request.get_header_value("Host");
       const std::string authorization = request.get_header_value("Authorization");
@@ -135,28 +185,54 @@ Status AgentServer::Start() {
       credential_request.authorization = authorization;
       answer = handler_.Handle(credential_request);
     }
-    Json(response, answer.status, answer.body);
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    metrics_->requests.With({std::to_string(answer.status), answer.outcome}).Inc();
-    metrics_->latency.With({}).Observe(seconds);
-    if (!answer.cache.empty()) metrics_->cache.With({answer.cache}).Inc();
-    if (answer.broker_seconds > 0) metrics_->broker_latency.With({}).Observe(answer.broker_seconds);
-    if (answer.status != 200) metrics_->broker_errors.With({answer.outcome}).Inc();
-    // One line per request; the fields are identities and outcomes, never the token.
-    std::vector<log::Field> fields = std::move(answer.log_fields);
-    fields.emplace_back("method", request.method);
-    fields.emplace_back("path", request.path.substr(0, 128));
-    fields.emplace_back("client", request.remote_addr);
-    fields.emplace_back("status", answer.status);
-    fields.emplace_back("outcome", answer.outcome);
-    fields.emplace_back("cache_hit", answer.cache_hit);
-    if (!answer.cache.empty()) fields.emplace_back("cache", answer.cache);
-    fields.emplace_back("latency_ms", seconds * 1000);
-    log::Write(answer.status == 200 ? log::Level::kInfo : log::Level::kWarn, "credentials request", fields);
+    if (answer->status == 405) response.set_header("Allow", "GET");
+    Json(response, answer->status, answer->body);
+    route.Record(*answer, request.method, request.path, request.remote_addr, start);
+  };
+
+  // The event-loop listeners: cache hits are answered on the loop (TryHandle never
+  // blocks); everything else goes to a worker thread (Handle may call STS).
+  auto event_fast = [this, route](const HttpRequestView& request) -> std::optional<HttpAnswer> {
+    const auto start = std::chrono::steady_clock::now();
+    std::optional<CredentialResponse> answer = route.Precheck(request.method, request.path, request.remote_addr);
+    if (!answer) answer = handler_.TryHandle(ToCredentialRequest(request));
+    if (!answer) return std::nullopt;
+    HttpAnswer http{answer->status, std::move(answer->body), "application/json", answer->status == 405 ? "GET" : ""};
+    route.Record(*answer, request.method, request.path, request.remote_addr, start);
+    return http;
+  };
+  auto event_slow = [this, route](const HttpRequestView& request) -> HttpAnswer {
+    const auto start = std::chrono::steady_clock::now();
+    CredentialResponse answer = handler_.Handle(ToCredentialRequest(request));
+    HttpAnswer http{answer.status, std::move(answer.body), "application/json", answer.status == 405 ? "GET" : ""};
+    route.Record(answer, request.method, request.path, request.remote_addr, start);
+    return http;
   };
 
   std::vector<ListenAddress> failed;
   for (const ListenAddress& address : options_.credentials) {
+    if (options_.event_loops > 0) {
+      EventServer::Options event_options;
+      event_options.host = address.host;
+      event_options.port = address.port;
+      event_options.loops = options_.event_loops;
+      event_options.max_workers = options_.threads;
+      event_options.max_body_bytes = options_.max_body_bytes;
+      event_options.read_timeout = std::chrono::seconds(options_.read_timeout_seconds);
+      event_options.write_timeout = std::chrono::seconds(options_.write_timeout_seconds);
+      event_options.keep_alive_timeout = std::chrono::seconds(options_.keep_alive_timeout_seconds);
+      auto server = std::make_unique<EventServer>(event_options, event_fast, event_slow);
+      if (const Status bound = server->Bind(); !bound.ok()) {
+        log::Error("cannot listen on a credentials address; the others keep serving",
+                   {{"host", address.host}, {"port", address.port}, {"error", bound.message()}});
+        continue;
+      }
+      bound_credentials_.push_back({address.host, server->port()});
+      log::Info("listening", {{"listener", "credentials"}, {"host", address.host}, {"port", server->port()},
+                              {"server", "event-loop"}, {"loops", options_.event_loops}});
+      event_servers_.push_back(std::move(server));
+      continue;
+    }
     auto server = std::make_unique<httplib::Server>();
     auto fd = std::make_shared<int>(-1);
     TuneHttpServer(*server, options_, options_.threads, fd.get());
@@ -217,6 +293,9 @@ Status AgentServer::Start() {
   log::Info("listening", {{"listener", "metrics"}, {"host", options_.metrics.host}, {"port", metrics_port_}});
   servers_.push_back(std::move(metrics));
 
+  for (auto& server : event_servers_) {
+    if (const Status started = server->Start(); !started.ok()) return started;
+  }
   for (auto& server : servers_) {
     httplib::Server* raw = server.get();
     threads_.emplace_back([raw] { raw->listen_after_bind(); });
@@ -227,6 +306,7 @@ Status AgentServer::Start() {
 void AgentServer::Stop() {
   // stop() closes the listening socket; listen_after_bind() returns once the worker
   // pool has finished the requests in flight.
+  for (auto& server : event_servers_) server->Stop();
   for (auto& server : servers_) server->stop();
   for (auto& thread : threads_) {
     if (thread.joinable()) thread.join();

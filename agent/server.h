@@ -36,6 +36,10 @@ struct ServerOptions {
   int write_timeout_seconds = 5;
   int keep_alive_timeout_seconds = 30;
   size_t max_body_bytes = 4096;  // GET requests carry no body
+  // Credentials listeners on epoll event loops (EventServer) instead of cpp-httplib's
+  // thread per connection: this many loops per listener; 0 = cpp-httplib. `threads` is
+  // then the most requests on the worker pool at once (requests the cache cannot answer).
+  int event_loops = 2;
 };
 
 // The agent's cpp-httplib settings (TCP_NODELAY, keep-alive limits, timeouts, body
@@ -48,8 +52,10 @@ void TuneHttpServer(httplib::Server& server, const ServerOptions& options, int t
 int BindHttpServer(httplib::Server& server, const ListenAddress& address, const int* listen_fd);
 
 struct AgentMetrics;  // defined in server.cc
+class EventServer;
 
-// Thread-safety: Start/Stop from one thread; handlers run on cpp-httplib's pools.
+// Thread-safety: Start/Stop from one thread; handlers run on cpp-httplib's pools or on
+// the event loops and their worker pool.
 class AgentServer {
  public:
   AgentServer(ServerOptions options, CredentialHandler& handler, RateLimiter& limiter, MetricsRegistry& metrics,
@@ -75,6 +81,8 @@ class AgentServer {
   MetricsRegistry& registry_;
   std::function<bool()> ready_;
   std::unique_ptr<AgentMetrics> metrics_;
+  struct Route;  // the shared route checks, metrics and log line (server.cc)
+  std::vector<std::unique_ptr<EventServer>> event_servers_;
   std::vector<std::unique_ptr<httplib::Server>> servers_;
   std::vector<std::thread> threads_;
   std::vector<ListenAddress> bound_credentials_;

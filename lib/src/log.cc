@@ -77,6 +77,8 @@ std::string FormatLine(Level level, std::string_view msg, const std::vector<Fiel
 void SetSink(std::function<void(std::string_view)> sink) { SinkRef() = std::move(sink); }
 void SetMinLevel(Level level) { g_min_level = static_cast<int>(level); }
 
+bool Enabled(Level level) { return static_cast<int>(level) >= g_min_level.load(std::memory_order_relaxed); }
+
 bool ParseLevel(std::string_view name, Level* out) {
   if (name == "debug") *out = Level::kDebug;
   else if (name == "info") *out = Level::kInfo;

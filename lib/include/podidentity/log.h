@@ -40,6 +40,8 @@ std::string FormatLine(Level level, std::string_view msg, const std::vector<Fiel
 void SetSink(std::function<void(std::string_view line)> sink);
 void SetMinLevel(Level level);
 bool ParseLevel(std::string_view name, Level* out);
+// Whether a line at `level` would be written (callers skip building fields otherwise).
+bool Enabled(Level level);
 
 void Write(Level level, std::string_view msg, std::initializer_list<Field> fields = {});
 void Write(Level level, std::string_view msg, const std::vector<Field>& fields);
