@@ -365,6 +365,28 @@ class SecurityTableTest(AgentTestCase):
         self.assertLess(now, int(time.time()) + 1)
 
 
+    def test_wrong_method_and_path(self):
+        token = self.keys.mint()
+        cases = [("POST", "/v1/credentials", 405, "method_not_allowed"),
+                 ("DELETE", "/v1/credentials", 405, "method_not_allowed"),
+                 ("GET", "/v1/other", 404, "not_found"),
+                 ("GET", "/", 404, "not_found")]
+        for method, path, status, code in cases:
+            with self.subTest(f"{method} {path}"):
+                conn = http.client.HTTPConnection("127.0.0.1", self.agent.port, timeout=10)
+                try:
+                    conn.request(method, path, body=b"{}" if method == "POST" else None,
+                                 headers={"Authorization": token})
+                    response = conn.getresponse()
+                    body = json.loads(response.read())
+                finally:
+                    conn.close()
+                self.assertEqual((response.status, body.get("code")), (status, code), body)
+                self.assertEqual(response.getheader("Content-Type"), "application/json")
+                if status == 405:
+                    self.assertEqual(response.getheader("Allow"), "GET")
+
+
 class CacheTest(AgentTestCase):
     """One STS call for a burst, refresh ahead of expiry, serving through outages, eviction."""
 
