@@ -640,7 +640,23 @@ TEST_CASE("EventServer: connections beyond max_connections are closed at once", 
   REQUIRE(a.Read());
 }
 
+// The sanitizer runtimes need file descriptors themselves: UBSan's vptr check opens a
+// pipe to probe memory (IsAccessibleMemoryRange), so with the descriptor limit reached it
+// reports a false "does not point to an object". The test runs in the plain builds only.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define POD_IDENTITY_TEST_SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define POD_IDENTITY_TEST_SANITIZED 1
+#endif
+
 TEST_CASE("EventServer: out of file descriptors, the listener pauses instead of spinning", "[event_server]") {
+#ifdef POD_IDENTITY_TEST_SANITIZED
+  WARN("skipped under sanitizers: their runtimes need descriptors that this test takes away");
+  return;
+#endif
   EchoServer echo;
   // The lowest free descriptor goes to the client; the server's accept4 then hits EMFILE.
   const int lowest = ::socket(AF_INET, SOCK_STREAM, 0);
