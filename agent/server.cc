@@ -42,6 +42,8 @@ namespace {
 constexpr int kListenBacklog = 1024;
 // Most connections the probe and metrics listeners serve at once (kubelet, Prometheus).
 constexpr int kProbeThreads = 16;
+// Request line + headers on the event-loop listeners.
+constexpr size_t kMaxHeaderBytes = 64 * 1024;
 
 }  // namespace
 
@@ -218,6 +220,9 @@ Status AgentServer::Start() {
       event_options.loops = options_.event_loops;
       event_options.max_workers = options_.threads;
       event_options.max_body_bytes = options_.max_body_bytes;
+      // Room for oversized tokens, so that they reach the verifier and get 400
+      // token_too_large (the token limit is 6 KiB) rather than a transport error.
+      event_options.max_header_bytes = kMaxHeaderBytes;
       event_options.read_timeout = std::chrono::seconds(options_.read_timeout_seconds);
       event_options.write_timeout = std::chrono::seconds(options_.write_timeout_seconds);
       event_options.keep_alive_timeout = std::chrono::seconds(options_.keep_alive_timeout_seconds);
